@@ -1,0 +1,80 @@
+/**
+ * The tensor engine: one place that picks and initialises the tfjs backend.
+ *
+ * Order of preference in Node: `@tensorflow/tfjs-node` when the user has it installed (native
+ * TensorFlow, multi-threaded), else the wasm backend with onedp's training kernels, else cpu.
+ * `ONEDP_BACKEND=wasm|cpu|tensorflow` forces a choice.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { installWasmKernels, uninstallWasmKernels, CUSTOM_KERNELS, type CustomKernelName } from './kernels.js';
+
+export { tf, installWasmKernels, uninstallWasmKernels, CUSTOM_KERNELS, type CustomKernelName };
+
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+
+export interface EngineOptions {
+  /** Backend to use; default: `ONEDP_BACKEND`, else tfjs-node if installed, else wasm. */
+  backend?: BackendName | 'auto';
+  /** Register onedp's wasm training kernels (default true). */
+  customKernels?: boolean;
+}
+
+let wasmLoaded = false;
+let tfnodeTried = false;
+let tfnodeAvailable = false;
+
+async function tryLoadTfNode(): Promise<boolean> {
+  if (tfnodeTried) return tfnodeAvailable;
+  tfnodeTried = true;
+  try {
+    // A variable specifier keeps bundlers and tsc from requiring the optional package.
+    const name = '@tensorflow/tfjs-node';
+    await import(name);
+    tfnodeAvailable = tf.findBackend('tensorflow') !== null || tf.engine().registryFactory['tensorflow'] !== undefined;
+  } catch {
+    tfnodeAvailable = false;
+  }
+  return tfnodeAvailable;
+}
+
+async function loadWasm(): Promise<void> {
+  if (wasmLoaded) return;
+  await import('@tensorflow/tfjs-backend-wasm');
+  wasmLoaded = true;
+}
+
+/** Initialises the backend and returns its name. Safe to call repeatedly. */
+export async function initEngine(opts: EngineOptions = {}): Promise<BackendName> {
+  const env = process.env.ONEDP_BACKEND as BackendName | undefined;
+  let want = opts.backend && opts.backend !== 'auto' ? opts.backend : env;
+  if (want && !['wasm', 'cpu', 'tensorflow'].includes(want)) {
+    throw new Error(`ONEDP_BACKEND must be wasm, cpu or tensorflow, got "${want}"`);
+  }
+  if (!want) want = (await tryLoadTfNode()) ? 'tensorflow' : 'wasm';
+  if (want === 'tensorflow' && !(await tryLoadTfNode())) {
+    throw new Error('backend "tensorflow" requested but @tensorflow/tfjs-node is not installed');
+  }
+  if (want === 'wasm') {
+    try {
+      await loadWasm();
+      await tf.setBackend('wasm');
+      await tf.ready();
+    } catch (e) {
+      process.emitWarning(`onedp: wasm backend failed to start (${String(e)}); falling back to cpu`);
+      want = 'cpu';
+    }
+  }
+  if (want !== 'wasm') {
+    await tf.setBackend(want);
+    await tf.ready();
+  }
+  if (want === 'wasm' && opts.customKernels !== false) installWasmKernels();
+  return want;
+}
+
+/** Switches to an already-initialised backend (for cross-checks in tests and benchmarks). */
+export async function useBackend(name: BackendName): Promise<void> {
+  if (name === 'wasm') await loadWasm();
+  await tf.setBackend(name);
+  await tf.ready();
+}
