@@ -43,8 +43,15 @@ async function loadWasm(): Promise<void> {
   wasmLoaded = true;
 }
 
+/** The cpu backend prints an advert for tfjs-node on first use; onedp documents that itself. */
+function silenceCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
+}
+
 /** Initialises the backend and returns its name. Safe to call repeatedly. */
 export async function initEngine(opts: EngineOptions = {}): Promise<BackendName> {
+  silenceCpuBanner();
   const env = process.env.ONEDP_BACKEND as BackendName | undefined;
   let want = opts.backend && opts.backend !== 'auto' ? opts.backend : env;
   if (want && !['wasm', 'cpu', 'tensorflow'].includes(want)) {

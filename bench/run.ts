@@ -1,0 +1,68 @@
+/**
+ * `npm run bench [-- --quick] [-- --only SECTION]`: runs the benchmarks, prints a table and
+ * writes bench/results/latest.json and latest.md (plus a dated copy of the JSON).
+ */
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initEngine, tf } from '../src/engine/index.js';
+import { fmt, type BenchRow } from './harness.js';
+import { benchNn } from './nn.js';
+
+const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => Promise<void>> = {
+  nn: benchNn,
+};
+
+function table(rows: BenchRow[]): string {
+  const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
+  const head = ['section', 'benchmark', 'ms', 'GFLOPS', ...extraKeys];
+  const lines = [head, head.map(() => '---')];
+  for (const r of rows) {
+    lines.push([r.section, r.name, fmt(r.ms, 2), fmt(r.gflops), ...extraKeys.map((k) => (typeof r.extra?.[k] === 'number' ? fmt(r.extra[k] as number, 2) : String(r.extra?.[k] ?? '')))]);
+  }
+  return lines.map((l) => `| ${l.join(' | ')} |`).join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const onlyIdx = args.indexOf('--only');
+  const only = onlyIdx >= 0 ? args[onlyIdx + 1].split(',') : Object.keys(SECTIONS);
+  const backend = await initEngine();
+  const rows: BenchRow[] = [];
+  // Report each result as it lands: some benchmarks take minutes on 2 cores.
+  const push = rows.push.bind(rows);
+  rows.push = (...items: BenchRow[]) => {
+    for (const r of items) process.stderr.write(`  ${r.section}: ${r.name}: ${fmt(r.ms, 2)} ms${r.gflops ? `, ${fmt(r.gflops)} GFLOPS` : ''}\n`);
+    return push(...items);
+  };
+  for (const name of only) {
+    const section = SECTIONS[name];
+    if (!section) throw new Error(`unknown bench section "${name}"; known: ${Object.keys(SECTIONS).join(', ')}`);
+    process.stderr.write(`bench: ${name}...\n`);
+    await section(rows, { quick });
+  }
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    backend,
+    tfjs: tf.version.tfjs,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    quick,
+  };
+  const md = `# onedp benchmarks\n\n${meta.date}, Node ${meta.node}, backend ${backend} (tfjs ${meta.tfjs}), ${meta.cores} x ${meta.cpu}${quick ? ', quick' : ''}\n\n${table(rows)}\n`;
+  console.log(md);
+  const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+  await fs.mkdir(dir, { recursive: true });
+  const json = JSON.stringify({ meta, rows }, null, 1);
+  await fs.writeFile(path.join(dir, 'latest.json'), json);
+  await fs.writeFile(path.join(dir, 'latest.md'), md);
+  await fs.writeFile(path.join(dir, `${meta.date.slice(0, 10)}.json`), json);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench failed: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});

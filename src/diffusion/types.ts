@@ -1,0 +1,54 @@
+/**
+ * The shared interface of onedp's noise schedules and samplers, in the spirit of diffusers:
+ * one file per scheduler, each knowing its training noise law, its network preconditioning and
+ * its sampling steps. A sampler calls the network through a `Denoiser` and counts evaluations.
+ */
+import type { tf } from '../engine/index.js';
+import type { Rng } from '../util/rng.js';
+
+/** What the network is asked to predict. */
+export type Parameterisation = 'epsilon' | 'x0';
+
+/**
+ * One call of the underlying network: `x` noisy sample, `t` the network's time input per batch
+ * element (DDPM: integer step; EDM: c_noise), returns the raw network output.
+ */
+export type NetworkFn = (x: tf.Tensor, t: tf.Tensor) => tf.Tensor;
+
+export interface SampleResult {
+  sample: tf.Tensor;
+  /** Network evaluations used. */
+  nfe: number;
+}
+
+export interface TrainingBatch {
+  /** Network input. */
+  input: tf.Tensor;
+  /** Network time input, (B,). */
+  t: tf.Tensor;
+  /** Per-element loss from the network output (B, ...). */
+  loss: (output: tf.Tensor) => tf.Tensor;
+}
+
+export interface NoiseScheduler {
+  readonly kind: 'ddpm' | 'ddim' | 'edm';
+  /** Network evaluations one `sample` call makes. */
+  readonly nfe: number;
+  /** Draws a training example's noise level and noise and returns the loss to minimise. */
+  trainingBatch(x0: tf.Tensor, rng: Rng): TrainingBatch;
+  /** Runs the reverse process from `noise` ~ N(0, I) of the sample's shape. */
+  sample(net: NetworkFn, noise: tf.Tensor, rng: Rng): SampleResult;
+  /** Serialisable description, stored in checkpoints. */
+  toJSON(): SchedulerConfig;
+}
+
+export type SchedulerConfig =
+  | { kind: 'ddpm'; numTrainTimesteps: number; clipSample: boolean }
+  | { kind: 'ddim'; numTrainTimesteps: number; numInferenceSteps: number; clipSample: boolean }
+  | { kind: 'edm'; numSteps: number; sigmaMin: number; sigmaMax: number; sigmaData: number; rho: number; pMean: number; pStd: number };
+
+/** Standard normal noise of a shape from onedp's seeded RNG (reproducible across backends). */
+export function randn(rng: Rng, shape: number[], tfm: typeof tf): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tfm.tensor(rng.fillNormal(new Float32Array(n)), shape);
+}

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { tf, useBackend, CUSTOM_KERNELS } from '../src/engine/index.js';
+import { useWasmEngine } from './helpers/engine.js';
+import { Rng } from '../src/util/rng.js';
+
+useWasmEngine();
+
+type Op = (x: tf.Tensor, w: tf.Tensor) => tf.Tensor;
+
+function randArray(n: number, seed: number): Float32Array {
+  return new Rng(seed).fillNormal(new Float32Array(n));
+}
+
+/** Output, dx and dw of sum(op(x, w) * gy) on one backend. */
+async function gradsOn(backend: 'wasm' | 'cpu', xs: number[], ws: number[], op: Op, seed: number): Promise<Float32Array[]> {
+  await useBackend(backend);
+  return tf.tidy(() => {
+    const x = tf.tensor(randArray(xs.reduce((a, b) => a * b), seed), xs);
+    const w = tf.tensor(randArray(ws.reduce((a, b) => a * b), seed + 1), ws);
+    const y = op(x, w);
+    const gy = tf.tensor(randArray(y.size, seed + 2), y.shape);
+    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => op(a, b).mul(gy).sum())([x, w]);
+    return [y, dx, dw].map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+/** Max abs difference relative to the largest reference magnitude. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+const pad1 = (p: number): tf.backend_util.ExplicitPadding => [[0, 0], [0, 0], [p, p], [0, 0]];
+const pad2 = (p: number): tf.backend_util.ExplicitPadding => [[0, 0], [p, p], [p, p], [0, 0]];
+
+const cases: [string, number[], number[], Op][] = [
+  ['conv1d k5 stride 1', [8, 1, 16, 12], [1, 5, 12, 24], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, [1, 1], pad1(2))],
+  ['conv1d k5 stride 2', [8, 1, 16, 12], [1, 5, 12, 24], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, [1, 2], pad1(2))],
+  ['conv1d k3 stride 2 (Downsample1d)', [8, 1, 16, 12], [1, 3, 12, 12], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, [1, 2], pad1(1))],
+  ['conv2d 7x7 stride 2 pad 3', [2, 22, 22, 3], [7, 7, 3, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, pad2(3))],
+  ['conv2d 7x7 stride 2 pad 3, odd size', [2, 21, 21, 3], [7, 7, 3, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, pad2(3))],
+  ['conv2d 3x3 stride 1', [2, 11, 11, 8], [3, 3, 8, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, pad2(1))],
+  ['conv2d 3x3 stride 2', [2, 11, 11, 8], [3, 3, 8, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, pad2(1))],
+  ['conv2d 3x3 stride 2, even size', [2, 12, 12, 8], [3, 3, 8, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, pad2(1))],
+  ['conv2d 1x1 stride 1', [2, 9, 9, 8], [1, 1, 8, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'valid')],
+  ['conv2d 1x1 stride 2', [2, 11, 11, 8], [1, 1, 8, 16], (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, 'valid')],
+  [
+    'ConvTranspose1d k4 stride 2 pad 1',
+    [4, 1, 8, 12],
+    [1, 4, 10, 12],
+    (x, w) => tf.conv2dTranspose(x as tf.Tensor4D, w as tf.Tensor4D, [4, 1, 16, 10], [1, 2], pad1(1) as unknown as number),
+  ],
+  ['matmul, A transposed', [3, 17, 9], [3, 17, 5], (x, w) => tf.matMul(x, w, true, false)],
+  ['matmul, B transposed', [3, 9, 17], [3, 5, 17], (x, w) => tf.matMul(x, w, false, true)],
+  ['matmul, both transposed', [3, 17, 9], [3, 5, 17], (x, w) => tf.matMul(x, w, true, true)],
+  ['matmul 2-D, B transposed', [9, 17], [5, 17], (x, w) => tf.matMul(x, w, false, true)],
+];
+
+describe('wasm training kernels', () => {
+  it('are registered on the wasm backend', () => {
+    for (const name of CUSTOM_KERNELS) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
+  });
+
+  it.each(cases)('%s: forward and gradients equal the cpu backend within 1e-4', async (_name, xs, ws, op) => {
+    const onWasm = await gradsOn('wasm', xs, ws, op, 11);
+    const onCpu = await gradsOn('cpu', xs, ws, op, 11);
+    await useBackend('wasm');
+    const [y, dx, dw] = onWasm.map((v, i) => relErr(v, onCpu[i]));
+    expect(y).toBeLessThan(1e-4);
+    expect(dx).toBeLessThan(1e-4);
+    expect(dw).toBeLessThan(1e-4);
+  });
+
+  it('UnsortedSegmentSum sums rows per segment and drops out-of-range ids', async () => {
+    await useBackend('wasm');
+    const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
+    const out = tf.unsortedSegmentSum(x, tf.tensor1d([1, 0, 1, 5], 'int32'), 3);
+    expect(out.arraySync()).toEqual([[3, 4], [6, 8], [0, 0]]);
+  });
+
+  it('the gather gradient (UnsortedSegmentSum) equals the cpu backend', async () => {
+    const run = async (b: 'wasm' | 'cpu') => {
+      await useBackend(b);
+      return tf.tidy(() => {
+        const p = tf.tensor(randArray(7 * 3, 4), [7, 3]);
+        const idx = tf.tensor1d([0, 6, 6, 2, 0, 3], 'int32');
+        const gy = tf.tensor(randArray(6 * 3, 5), [6, 3]);
+        return tf.grad((q: tf.Tensor) => tf.gather(q, idx).mul(gy).sum())(p).dataSync() as Float32Array;
+      });
+    };
+    const a = await run('wasm');
+    const b = await run('cpu');
+    await useBackend('wasm');
+    expect(relErr(a, b)).toBeLessThan(1e-6);
+  });
+});
