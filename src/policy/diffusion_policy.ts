@@ -1,0 +1,145 @@
+/**
+ * Diffusion Policy (Chi et al. 2023) on low-dimensional observations: a ConditionalUnet1D
+ * denoises a chunk of `horizon` actions conditioned on the last `nObsSteps` observations.
+ * Image observations plug in through the observation encoder in a later module.
+ */
+import { tf } from '../engine/index.js';
+import { ConditionalUnet1D, type UnetConfig } from '../nn/unet1d.js';
+import { buildContext, type BuildContext } from '../nn/module.js';
+import { schedulerFromConfig, randn, type NoiseScheduler, type SchedulerConfig, type NetworkFn } from '../diffusion/index.js';
+import { LinearNormalizer } from './normalizer.js';
+import { Rng } from '../util/rng.js';
+import { nest, toObservationBatch, type ObservationBatch, type Policy, type PolicyOutput } from './types.js';
+
+export type UnetShape = Omit<UnetConfig, 'inputDim' | 'globalCondDim'>;
+
+export interface DiffusionPolicyConfig {
+  obsDim: number;
+  actionDim: number;
+  /** Tp: length of the predicted action chunk. */
+  horizon: number;
+  /** To: observation history length. */
+  nObsSteps: number;
+  /** Ta: actions executed per prediction. */
+  nActionSteps: number;
+  unet: UnetShape;
+  /** Training noise schedule (ddpm or edm); sampling can use any compatible sampler. */
+  noise: SchedulerConfig;
+}
+
+/** CPU-sized defaults: the published horizons with a U-Net of 64/128/256 channels. */
+export function defaultPolicyConfig(obsDim: number, actionDim: number, over: Partial<DiffusionPolicyConfig> = {}): DiffusionPolicyConfig {
+  return {
+    obsDim,
+    actionDim,
+    horizon: 16,
+    nObsSteps: 2,
+    nActionSteps: 8,
+    unet: { diffusionStepEmbedDim: 128, downDims: [64, 128, 256], kernelSize: 5, nGroups: 8, condPredictScale: true },
+    noise: { kind: 'ddpm', numTrainTimesteps: 100, clipSample: true },
+    ...over,
+  };
+}
+
+export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy config'): void {
+  const posInt = (v: unknown, name: string) => {
+    if (!Number.isInteger(v) || (v as number) < 1) throw new Error(`${source}: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  };
+  posInt(c.obsDim, 'obsDim');
+  posInt(c.actionDim, 'actionDim');
+  posInt(c.horizon, 'horizon');
+  posInt(c.nObsSteps, 'nObsSteps');
+  posInt(c.nActionSteps, 'nActionSteps');
+  if (c.nObsSteps - 1 + c.nActionSteps > c.horizon) {
+    throw new Error(`${source}: nObsSteps - 1 + nActionSteps (${c.nObsSteps - 1 + c.nActionSteps}) exceeds the horizon ${c.horizon}`);
+  }
+  const mult = 2 ** (c.unet.downDims.length - 1);
+  if (c.horizon % mult !== 0) throw new Error(`${source}: horizon ${c.horizon} must be a multiple of ${mult} for ${c.unet.downDims.length} U-Net levels`);
+  if (c.noise.kind !== 'ddpm' && c.noise.kind !== 'edm') throw new Error(`${source}: training noise schedule must be ddpm or edm, got ${c.noise.kind}`);
+}
+
+export class DiffusionPolicy implements Policy {
+  readonly kind = 'diffusion';
+  readonly unet: ConditionalUnet1D;
+  readonly scheduler: NoiseScheduler;
+  /** The sampler predictAction uses; defaults to the training schedule's own. */
+  sampler: NoiseScheduler;
+  private readonly rng: Rng;
+
+  constructor(
+    readonly config: DiffusionPolicyConfig,
+    readonly normalizer: LinearNormalizer,
+    ctx: BuildContext = buildContext(),
+  ) {
+    validatePolicyConfig(config);
+    this.unet = new ConditionalUnet1D({ ...config.unet, inputDim: config.actionDim, globalCondDim: config.nObsSteps * config.obsDim }, ctx);
+    this.scheduler = schedulerFromConfig(config.noise);
+    this.sampler = this.scheduler;
+    this.rng = new Rng(ctx.rng.nextU32());
+  }
+
+  get nObsSteps(): number {
+    return this.config.nObsSteps;
+  }
+  get nActionSteps(): number {
+    return this.config.nActionSteps;
+  }
+  get horizon(): number {
+    return this.config.horizon;
+  }
+  get actionDim(): number {
+    return this.config.actionDim;
+  }
+
+  /** Normalised observation history (B, To, obsDim) -> global conditioning (B, To*obsDim). */
+  encodeObs(obsNorm: tf.Tensor): tf.Tensor {
+    return obsNorm.reshape([obsNorm.shape[0], -1]);
+  }
+
+  network(globalCond: tf.Tensor): NetworkFn {
+    return (x, t) => this.unet.forward(x, t, globalCond);
+  }
+
+  /**
+   * The denoising loss on a batch of training windows, already normalised: obs (B, horizon,
+   * obsDim), of which the first nObsSteps are used, and action (B, horizon, actionDim).
+   */
+  computeLoss(obsNorm: tf.Tensor, actionNorm: tf.Tensor, rng: Rng): tf.Scalar {
+    const { nObsSteps: to, obsDim } = this.config;
+    const b = obsNorm.shape[0];
+    const cond = this.encodeObs(obsNorm.slice([0, 0, 0], [b, to, obsDim]));
+    const tb = this.scheduler.trainingBatch(actionNorm, rng);
+    const out = this.unet.forward(tb.input, tb.t, cond);
+    return tb.loss(out).mean() as tf.Scalar;
+  }
+
+  predictAction(obsIn: ObservationBatch | number[][][], opts: { seed?: number; sampler?: NoiseScheduler } = {}): PolicyOutput {
+    const obs = toObservationBatch(obsIn);
+    const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = this.config;
+    const raw = obs.data.obs;
+    if (!raw || raw.length !== obs.batch * to * obsDim) {
+      throw new Error(`predictAction: expected "obs" with ${obs.batch} x ${to} x ${obsDim} values, got ${raw ? raw.length : 'none'}`);
+    }
+    const rng = opts.seed !== undefined ? new Rng(opts.seed) : this.rng;
+    const sampler = opts.sampler ?? this.sampler;
+    const t0 = performance.now();
+    const cond = tf.tidy(() => this.encodeObs(tf.tensor(this.normalizer.normalize('obs', Float32Array.from(raw)), [obs.batch, to, obsDim])));
+    cond.dataSync();
+    const t1 = performance.now();
+    const noise = randn(rng, [obs.batch, horizon, actionDim], tf);
+    const { sample, nfe } = sampler.sample(this.network(cond), noise, rng);
+    const chunkNorm = sample.dataSync() as Float32Array;
+    const chunk = this.normalizer.unnormalize('action', chunkNorm);
+    const t2 = performance.now();
+    tf.dispose([cond, noise, sample]);
+    return {
+      actions: nest(chunk, obs.batch, horizon, actionDim, to - 1, nActionSteps),
+      chunk: nest(chunk, obs.batch, horizon, actionDim),
+      timing: { obsEncodingMs: t1 - t0, actionPredictionMs: t2 - t1, nfe },
+    };
+  }
+
+  dispose(): void {
+    this.unet.dispose();
+  }
+}

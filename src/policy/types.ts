@@ -1,0 +1,54 @@
+/** What every policy (multi-step diffusion, one-step OneDP, Consistency Policy) offers. */
+
+/** A batch of observation histories: per key, (batch, nObsSteps, ...frame) values, flat. */
+export interface ObservationBatch {
+  batch: number;
+  data: Record<string, Float32Array | Uint8Array>;
+}
+
+export interface PolicyTiming {
+  /** Normalising and encoding the observation history into the conditioning vector. */
+  obsEncodingMs: number;
+  /** Generating the action chunk (all network evaluations) and unnormalising it. */
+  actionPredictionMs: number;
+  /** Network evaluations for the action (the encoder is not counted). */
+  nfe: number;
+}
+
+export interface PolicyOutput {
+  /** The actions to execute now: (batch, nActionSteps, actionDim). */
+  actions: number[][][];
+  /** The whole predicted chunk: (batch, horizon, actionDim). */
+  chunk: number[][][];
+  timing: PolicyTiming;
+}
+
+export interface Policy {
+  readonly kind: string;
+  readonly nObsSteps: number;
+  readonly nActionSteps: number;
+  readonly horizon: number;
+  readonly actionDim: number;
+  predictAction(obs: ObservationBatch | number[][][], opts?: { seed?: number }): PolicyOutput;
+  dispose(): void;
+}
+
+/** Accepts nested (batch, steps, dim) arrays for low-dimensional observations. */
+export function toObservationBatch(obs: ObservationBatch | number[][][], key = 'obs'): ObservationBatch {
+  if (!Array.isArray(obs)) return obs;
+  const batch = obs.length;
+  const flat: number[] = [];
+  for (const hist of obs) for (const step of hist) flat.push(...step);
+  return { batch, data: { [key]: Float32Array.from(flat) } };
+}
+
+/** (batch * steps * dim) flat values to nested arrays. */
+export function nest(flat: Float32Array, batch: number, steps: number, dim: number, from = 0, count = steps): number[][][] {
+  const out: number[][][] = [];
+  for (let b = 0; b < batch; b++) {
+    const seq: number[][] = [];
+    for (let t = from; t < from + count; t++) seq.push(Array.from(flat.subarray((b * steps + t) * dim, (b * steps + t + 1) * dim)));
+    out.push(seq);
+  }
+  return out;
+}
