@@ -9,9 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { initEngine, tf } from '../src/engine/index.js';
 import { fmt, type BenchRow } from './harness.js';
 import { benchNn } from './nn.js';
+import { benchTrain } from './train.js';
 
 const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => Promise<void>> = {
   nn: benchNn,
+  train: benchTrain,
 };
 
 function table(rows: BenchRow[]): string {

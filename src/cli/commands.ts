@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { initEngine, tf, CUSTOM_KERNELS } from '../engine/index.js';
+import { UsageError } from './errors.js';
+import { registerTrainCommands } from './train.js';
+import { registerDistillCommand } from './distill.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -10,4 +15,25 @@ export function registerCommands(program: Command): void {
       console.log(`backend: ${backend} (tfjs ${tf.version.tfjs})`);
       if (backend === 'wasm') console.log(`onedp wasm kernels: ${CUSTOM_KERNELS.join(', ')}`);
     });
+  registerTrainCommands(program);
+  registerDistillCommand(program);
+}
+
+/** Reads a JSON file, naming it in every error. */
+export async function readJsonFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new UsageError(`${file}: file not found`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+export function resolvePath(p: string): string {
+  return path.resolve(process.cwd(), p);
 }

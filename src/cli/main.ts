@@ -5,12 +5,9 @@
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands.js';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+import { UsageError } from './errors.js';
+
+export { UsageError };
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = new Command();

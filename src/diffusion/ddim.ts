@@ -6,7 +6,7 @@
 import { tf } from '../engine/index.js';
 import type { Rng } from '../util/rng.js';
 import { DiscreteSchedule, type DdpmOptions } from './ddpm.js';
-import type { NetworkFn, NoiseScheduler, SampleResult, SchedulerConfig } from './types.js';
+import type { NetworkFn, NoiseScheduler, NoiseSource, SampleResult, SchedulerConfig } from './types.js';
 
 export class DDIMScheduler extends DiscreteSchedule implements NoiseScheduler {
   readonly kind = 'ddim' as const;
@@ -38,7 +38,7 @@ export class DDIMScheduler extends DiscreteSchedule implements NoiseScheduler {
     });
   }
 
-  sample(net: NetworkFn, noise: tf.Tensor, _rng: Rng): SampleResult {
+  sample(net: NetworkFn, noise: tf.Tensor, _rng: NoiseSource): SampleResult {
     let x = noise.clone();
     const b = x.shape[0];
     let nfe = 0;

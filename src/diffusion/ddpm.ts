@@ -4,7 +4,7 @@
  */
 import { tf } from '../engine/index.js';
 import type { Rng } from '../util/rng.js';
-import { randn, type NetworkFn, type NoiseScheduler, type SampleResult, type SchedulerConfig, type TrainingBatch } from './types.js';
+import { randn, type NoiseSource, type NetworkFn, type NoiseScheduler, type SampleResult, type SchedulerConfig, type TrainingBatch } from './types.js';
 
 /** alpha_bar(t) = cos^2(((t + 0.008) / 1.008) pi / 2) for t in [0, 1]. */
 function cosineAlphaBar(t: number): number {
@@ -104,7 +104,7 @@ export class DDPMScheduler extends DiscreteSchedule implements NoiseScheduler {
     });
   }
 
-  sample(net: NetworkFn, noise: tf.Tensor, rng: Rng): SampleResult {
+  sample(net: NetworkFn, noise: tf.Tensor, rng: NoiseSource): SampleResult {
     let x = noise.clone();
     const b = x.shape[0];
     let nfe = 0;

@@ -4,7 +4,7 @@
  */
 import { tf } from '../engine/index.js';
 import type { Rng } from '../util/rng.js';
-import { randn, type NetworkFn, type NoiseScheduler, type SampleResult, type SchedulerConfig, type TrainingBatch } from './types.js';
+import { randn, type NoiseSource, type NetworkFn, type NoiseScheduler, type SampleResult, type SchedulerConfig, type TrainingBatch } from './types.js';
 
 export interface EdmOptions {
   numSteps?: number;
@@ -88,7 +88,7 @@ export class EDMScheduler implements NoiseScheduler {
     };
   }
 
-  sample(net: NetworkFn, noise: tf.Tensor, _rng: Rng): SampleResult {
+  sample(net: NetworkFn, noise: tf.Tensor, _rng: NoiseSource): SampleResult {
     const sig = this.sigmas();
     const b = noise.shape[0];
     let x = noise.mul(sig[0]);

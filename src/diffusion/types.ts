@@ -37,7 +37,7 @@ export interface NoiseScheduler {
   /** Draws a training example's noise level and noise and returns the loss to minimise. */
   trainingBatch(x0: tf.Tensor, rng: Rng): TrainingBatch;
   /** Runs the reverse process from `noise` ~ N(0, I) of the sample's shape. */
-  sample(net: NetworkFn, noise: tf.Tensor, rng: Rng): SampleResult;
+  sample(net: NetworkFn, noise: tf.Tensor, rng: NoiseSource): SampleResult;
   /** Serialisable description, stored in checkpoints. */
   toJSON(): SchedulerConfig;
 }
@@ -47,8 +47,28 @@ export type SchedulerConfig =
   | { kind: 'ddim'; numTrainTimesteps: number; numInferenceSteps: number; clipSample: boolean }
   | { kind: 'edm'; numSteps: number; sigmaMin: number; sigmaMax: number; sigmaData: number; rho: number; pMean: number; pStd: number };
 
+/** Anything that fills arrays with standard normal draws (an `Rng`, or one `Rng` per batch row). */
+export interface NoiseSource {
+  fillNormal(out: Float32Array): Float32Array;
+}
+
+/**
+ * One generator per batch row: row i of every draw comes from `rngs[i]`, so a sample does not
+ * depend on which other rows share its batch (evaluation batches episodes in lockstep).
+ */
+export class RowNoise implements NoiseSource {
+  constructor(readonly rngs: Rng[]) {}
+  fillNormal(out: Float32Array): Float32Array {
+    const rows = this.rngs.length;
+    if (out.length % rows !== 0) throw new Error(`RowNoise: ${out.length} values do not split into ${rows} rows`);
+    const per = out.length / rows;
+    this.rngs.forEach((r, i) => r.fillNormal(out.subarray(i * per, (i + 1) * per)));
+    return out;
+  }
+}
+
 /** Standard normal noise of a shape from onedp's seeded RNG (reproducible across backends). */
-export function randn(rng: Rng, shape: number[], tfm: typeof tf): tf.Tensor {
+export function randn(rng: NoiseSource, shape: number[], tfm: typeof tf): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   return tfm.tensor(rng.fillNormal(new Float32Array(n)), shape);
 }

@@ -9,7 +9,7 @@ import { buildContext, type BuildContext } from '../nn/module.js';
 import { schedulerFromConfig, randn, type NoiseScheduler, type SchedulerConfig, type NetworkFn } from '../diffusion/index.js';
 import { LinearNormalizer } from './normalizer.js';
 import { Rng } from '../util/rng.js';
-import { nest, toObservationBatch, type ObservationBatch, type Policy, type PolicyOutput } from './types.js';
+import { nest, noiseFor, toObservationBatch, type ObservationBatch, type Policy, type PolicyOutput } from './types.js';
 
 export type UnetShape = Omit<UnetConfig, 'inputDim' | 'globalCondDim'>;
 
@@ -113,14 +113,14 @@ export class DiffusionPolicy implements Policy {
     return tb.loss(out).mean() as tf.Scalar;
   }
 
-  predictAction(obsIn: ObservationBatch | number[][][], opts: { seed?: number; sampler?: NoiseScheduler } = {}): PolicyOutput {
+  predictAction(obsIn: ObservationBatch | number[][][], opts: { seed?: number; rngs?: Rng[]; sampler?: NoiseScheduler } = {}): PolicyOutput {
     const obs = toObservationBatch(obsIn);
     const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = this.config;
     const raw = obs.data.obs;
     if (!raw || raw.length !== obs.batch * to * obsDim) {
       throw new Error(`predictAction: expected "obs" with ${obs.batch} x ${to} x ${obsDim} values, got ${raw ? raw.length : 'none'}`);
     }
-    const rng = opts.seed !== undefined ? new Rng(opts.seed) : this.rng;
+    const rng = noiseFor(obs.batch, opts, this.rng);
     const sampler = opts.sampler ?? this.sampler;
     const t0 = performance.now();
     const cond = tf.tidy(() => this.encodeObs(tf.tensor(this.normalizer.normalize('obs', Float32Array.from(raw)), [obs.batch, to, obsDim])));

@@ -26,3 +26,23 @@ export async function loadDiffusionPolicy(p: string, opts: LoadPolicyOptions = {
   policy.unet.eval();
   return policy;
 }
+
+/**
+ * Any policy checkpoint: a diffusion policy (sampled with `sampler`) or a one-step OneDP
+ * generator. Errors name the checkpoint and what kind it is.
+ */
+export async function loadPolicy(p: string, opts: LoadPolicyOptions = {}): Promise<import('./types.js').Policy> {
+  const ck = await loadCheckpoint(p);
+  const kind = ck.meta.kind;
+  if (kind === 'diffusion-policy') return loadDiffusionPolicy(ck.path, opts);
+  if (kind === 'onedp') {
+    const { OneDpPolicy } = await import('../distill/onedp.js');
+    const src = `${ck.path}/checkpoint.json`;
+    const gen = ck.tensors.generator;
+    if (!gen) throw new CheckpointError(`${ck.path}: onedp checkpoint has no generator weights`);
+    const policy = new OneDpPolicy(ck.meta.policyConfig as DiffusionPolicyConfig, ck.meta.generator as import('../distill/onedp.js').OneDpGeneratorConfig, LinearNormalizer.fromJSON(ck.meta.normalizer, src));
+    loadStateDict(policy.generator, gen, { source: `${ck.path}/generator.safetensors` });
+    return policy;
+  }
+  throw new CheckpointError(`${ck.path}: unknown checkpoint kind ${JSON.stringify(kind)} (expected diffusion-policy or onedp)`);
+}

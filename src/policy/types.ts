@@ -1,3 +1,6 @@
+import { Rng } from '../util/rng.js';
+import { RowNoise, type NoiseSource } from '../diffusion/types.js';
+
 /** What every policy (multi-step diffusion, one-step OneDP, Consistency Policy) offers. */
 
 /** A batch of observation histories: per key, (batch, nObsSteps, ...frame) values, flat. */
@@ -29,7 +32,11 @@ export interface Policy {
   readonly nActionSteps: number;
   readonly horizon: number;
   readonly actionDim: number;
-  predictAction(obs: ObservationBatch | number[][][], opts?: { seed?: number }): PolicyOutput;
+  /**
+   * `seed` fixes the noise of this call; `rngs` gives one generator per batch row, so each
+   * row's actions do not depend on the rest of the batch.
+   */
+  predictAction(obs: ObservationBatch | number[][][], opts?: { seed?: number; rngs?: Rng[] }): PolicyOutput;
   dispose(): void;
 }
 
@@ -51,4 +58,13 @@ export function nest(flat: Float32Array, batch: number, steps: number, dim: numb
     out.push(seq);
   }
   return out;
+}
+
+/** The noise source of one predictAction call. */
+export function noiseFor(batch: number, opts: { seed?: number; rngs?: Rng[] }, fallback: Rng): NoiseSource {
+  if (opts.rngs) {
+    if (opts.rngs.length !== batch) throw new Error(`predictAction: ${opts.rngs.length} generators for a batch of ${batch}`);
+    return new RowNoise(opts.rngs);
+  }
+  return opts.seed !== undefined ? new Rng(opts.seed) : fallback;
 }

@@ -40,9 +40,12 @@ async function fsyncDir(dir: string): Promise<void> {
 /** Writes a checkpoint named `name` under `dir` and points latest.json at it. */
 export async function saveCheckpoint(dir: string, name: string, data: CheckpointData, keep = 3): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
+  // A killed writer leaves its temporary checkpoint or pointer behind; one run has one writer.
+  for (const n of await fs.readdir(dir)) {
+    if (/^\.step-\d+\.tmp-\d+$/.test(n) || /^\.latest\.json\..*\.tmp$/.test(n)) await fs.rm(path.join(dir, n), { recursive: true, force: true });
+  }
   const final = path.join(dir, name);
   const tmp = path.join(dir, `.${name}.tmp-${process.pid}`);
-  await fs.rm(tmp, { recursive: true, force: true });
   await fs.mkdir(tmp);
   for (const [file, tensors] of Object.entries(data.tensors)) {
     const h = await fs.open(path.join(tmp, `${file}.safetensors`), 'w');

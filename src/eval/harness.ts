@@ -1,0 +1,160 @@
+/**
+ * Evaluating a policy the same way for every method: receding-horizon control (observe To
+ * steps, predict a chunk, execute Ta actions, repeat) on seeded episodes. Episodes run in
+ * lockstep batches for speed, each with its own noise generator, so an episode's result does
+ * not depend on the batch it ran in.
+ */
+import type { Policy, ObservationBatch } from '../policy/types.js';
+import { Rng } from '../util/rng.js';
+
+/** The environment surface the harness needs. */
+export interface EvalEnv {
+  reset(seed: number): unknown;
+  step(action: [number, number]): { observation: unknown; reward: number; terminated: boolean; truncated: boolean; info: { coverage: number } };
+}
+
+export interface EvalOptions {
+  policy: Policy;
+  makeEnv: () => EvalEnv;
+  /** Turns an environment observation into the policy's per-step observation values. */
+  observe: (obs: unknown) => Float32Array;
+  seeds: number[];
+  /** Episodes stepped together (one batched policy call per replanning). */
+  batchSize?: number;
+  maxSteps?: number;
+  /** Seed of the policy's noise; episode i uses Rng(noiseSeed ^ seed_i). */
+  noiseSeed?: number;
+  onEpisode?: (r: EpisodeResult) => void;
+}
+
+export interface EpisodeResult {
+  seed: number;
+  /** Maximum reward over the episode (the reference's score). */
+  score: number;
+  success: boolean;
+  /** Environment steps until success, or null. */
+  stepsToSuccess: number | null;
+  steps: number;
+  finalCoverage: number;
+  /** Policy calls made. */
+  predictions: number;
+}
+
+export interface EvalSummary {
+  episodes: EpisodeResult[];
+  meanScore: number;
+  stdScore: number;
+  successRate: number;
+  meanStepsToSuccess: number | null;
+  wallSeconds: number;
+}
+
+function meanStd(xs: number[]): [number, number] {
+  if (xs.length === 0) return [NaN, NaN];
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length;
+  return [m, Math.sqrt(v)];
+}
+
+export function summarize(episodes: EpisodeResult[], wallSeconds: number): EvalSummary {
+  const [meanScore, stdScore] = meanStd(episodes.map((e) => e.score));
+  const succ = episodes.filter((e) => e.success);
+  return {
+    episodes,
+    meanScore,
+    stdScore,
+    successRate: succ.length / Math.max(1, episodes.length),
+    meanStepsToSuccess: succ.length ? succ.reduce((a, e) => a + (e.stepsToSuccess ?? 0), 0) / succ.length : null,
+    wallSeconds,
+  };
+}
+
+export function evaluate(opts: EvalOptions): EvalSummary {
+  const started = performance.now();
+  const { policy, seeds } = opts;
+  const batchSize = opts.batchSize ?? 25;
+  const maxSteps = opts.maxSteps ?? 300;
+  const to = policy.nObsSteps;
+  const results: EpisodeResult[] = [];
+  for (let start = 0; start < seeds.length; start += batchSize) {
+    const group = seeds.slice(start, start + batchSize);
+    const envs = group.map(() => opts.makeEnv());
+    const rngs = group.map((s) => new Rng(((opts.noiseSeed ?? 0) ^ (s * 2654435761)) >>> 0));
+    const state = group.map((seed, i) => {
+      const first = opts.observe(envs[i].reset(seed));
+      // The history starts as copies of the first observation, as the reference's wrapper does.
+      return { seed, hist: Array.from({ length: to }, () => first), done: false, score: 0, success: false, stepsToSuccess: null as number | null, steps: 0, coverage: 0, predictions: 0 };
+    });
+    while (state.some((s) => !s.done)) {
+      const active = state.map((s, i) => [s, i] as const).filter(([s]) => !s.done);
+      const dim = active[0][0].hist[0].length;
+      const flat = new Float32Array(active.length * to * dim);
+      active.forEach(([s], b) => s.hist.forEach((h, t) => flat.set(h, (b * to + t) * dim)));
+      const batch: ObservationBatch = { batch: active.length, data: { obs: flat } };
+      const out = policy.predictAction(batch, { rngs: active.map(([, i]) => rngs[i]) });
+      active.forEach(([s, i], b) => {
+        s.predictions++;
+        for (const a of out.actions[b]) {
+          const r = envs[i].step([a[0], a[1]]);
+          s.steps++;
+          s.score = Math.max(s.score, r.reward);
+          s.coverage = r.info.coverage;
+          s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
+          if (r.terminated && !s.success) {
+            s.success = true;
+            s.stepsToSuccess = s.steps;
+          }
+          if (r.terminated || r.truncated || s.steps >= maxSteps) {
+            s.done = true;
+            break;
+          }
+        }
+      });
+    }
+    for (const s of state) {
+      const r: EpisodeResult = { seed: s.seed, score: s.score, success: s.success, stepsToSuccess: s.stepsToSuccess, steps: s.steps, finalCoverage: s.coverage, predictions: s.predictions };
+      results.push(r);
+      opts.onEpisode?.(r);
+    }
+  }
+  results.sort((a, b) => a.seed - b.seed);
+  return summarize(results, (performance.now() - started) / 1000);
+}
+
+export interface LatencyResult {
+  obsEncodingMs: number;
+  actionPredictionMs: number;
+  totalMs: number;
+  hz: number;
+  nfe: number;
+}
+
+/** Median batch-1 latency of a policy on given observation histories (as the paper reports). */
+export function measureLatency(policy: Policy, histories: Float32Array[], reps = 10): LatencyResult {
+  const enc: number[] = [];
+  const act: number[] = [];
+  let nfe = 0;
+  for (let r = 0; r < reps + 2; r++) {
+    const h = histories[r % histories.length];
+    const out = policy.predictAction({ batch: 1, data: { obs: h } }, { seed: r });
+    nfe = out.timing.nfe;
+    if (r >= 2) {
+      enc.push(out.timing.obsEncodingMs);
+      act.push(out.timing.actionPredictionMs);
+    }
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const e = med(enc);
+  const a = med(act);
+  return { obsEncodingMs: e, actionPredictionMs: a, totalMs: e + a, hz: 1000 / (e + a), nfe };
+}
+
+/** Parses "A:B" (B exclusive) or "A" seed ranges. */
+export function parseSeedRange(spec: string): number[] {
+  const m = /^(\d+)(?::(\d+))?$/.exec(spec.trim());
+  if (!m) throw new Error(`seed range must look like A:B (B exclusive), got "${spec}"`);
+  const a = Number(m[1]);
+  const b = m[2] !== undefined ? Number(m[2]) : a + 1;
+  if (b <= a) throw new Error(`seed range ${spec} is empty: B must be greater than A`);
+  return Array.from({ length: b - a }, (_, i) => a + i);
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it, beforeAll } from 'vitest';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { useWasmEngine } from './helpers/engine.js';
+import { bimodalDataset, bimodalAction } from '../src/data/synthetic.js';
+import { trainPolicy } from '../src/train/trainer.js';
+import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
+import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
+import { distillOneDp } from '../src/distill/distill.js';
+import { stateDict } from '../src/nn/state_dict.js';
+import type { SafeTensor } from '../src/io/safetensors.js';
+
+useWasmEngine();
+
+const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-distill-'));
+const buffer = bimodalDataset({ episodes: 40 });
+const START = Array.from({ length: 200 }, () => [[0, 0], [0, 0]]);
+
+function modeStats(chunks: number[][][]): { right: number; err: number } {
+  let right = 0;
+  let err = 0;
+  for (const c of chunks) {
+    const dir = c[15][0] > 0 ? 1 : -1;
+    if (dir > 0) right++;
+    for (let j = 0; j < 16; j++) {
+      const [ax, ay] = bimodalAction(dir, Math.max(j - 1, 0), 24);
+      err += Math.abs(c[j][0] - ax) + Math.abs(c[j][1] - ay);
+    }
+  }
+  return { right: right / chunks.length, err: err / (chunks.length * 32) };
+}
+
+function sameWeights(a: Map<string, SafeTensor>, b: Map<string, SafeTensor>): boolean {
+  for (const [k, t] of a) {
+    const x = t.data as Float32Array;
+    const y = b.get(k)!.data as Float32Array;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  }
+  return true;
+}
+
+describe('OneDP distillation on the bimodal set', () => {
+  let teacherDir = '';
+  beforeAll(async () => {
+    teacherDir = await tmp();
+    await trainPolicy({
+      policy: defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true } }),
+      buffer,
+      outDir: teacherDir,
+      train: { steps: 400, batchSize: 64, warmupSteps: 50, lr: 1e-3, checkpointEvery: 400 },
+      progress: 'none',
+    });
+  });
+
+  it('OneDP-S keeps both modes, stays close to the data, and leaves the teacher untouched', async () => {
+    const teacher = await loadDiffusionPolicy(teacherDir);
+    const before = stateDict(teacher.unet);
+    const out = await tmp();
+    const res = await distillOneDp({ teacher, buffer, config: { method: 'onedp-s', steps: 200, batchSize: 64 }, outDir: out, progress: 'none' });
+    expect(sameWeights(before, stateDict(teacher.unet))).toBe(true);
+    const policy = await loadPolicy(out);
+    const pred = policy.predictAction(START, { seed: 1 });
+    expect(pred.timing.nfe).toBe(1);
+    const s = modeStats(pred.chunk);
+    expect(Math.min(s.right, 1 - s.right)).toBeGreaterThanOrEqual(0.25);
+    // A mode-averaging policy errs by about 0.5 per coordinate here.
+    expect(s.err).toBeLessThan(0.25);
+    expect(res.scoreLosses.every(Number.isFinite)).toBe(true);
+  });
+
+  it('OneDP-D commits to one action chunk per observation and stays close to one mode', async () => {
+    const teacher = await loadDiffusionPolicy(teacherDir);
+    const before = stateDict(teacher.unet);
+    const out = await tmp();
+    await distillOneDp({ teacher, buffer, config: { method: 'onedp-d', steps: 200, batchSize: 64 }, outDir: out, progress: 'none' });
+    expect(sameWeights(before, stateDict(teacher.unet))).toBe(true);
+    const policy = await loadPolicy(out);
+    const a = policy.predictAction(START.slice(0, 20), { seed: 1 });
+    const b = policy.predictAction(START.slice(0, 20), { seed: 2 });
+    expect(a.chunk).toEqual(b.chunk); // no dependence on the noise
+    const s = modeStats(a.chunk);
+    expect(s.right === 0 || s.right === 1).toBe(true);
+    expect(s.err).toBeLessThan(0.25);
+  });
+});
