@@ -5,6 +5,7 @@ import { initEngine, tf, CUSTOM_KERNELS } from '../engine/index.js';
 import { UsageError } from './errors.js';
 import { registerTrainCommands } from './train.js';
 import { registerDistillCommand } from './distill.js';
+import { registerDatasetCommands } from './dataset.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -17,6 +18,7 @@ export function registerCommands(program: Command): void {
     });
   registerTrainCommands(program);
   registerDistillCommand(program);
+  registerDatasetCommands(program);
 }
 
 /** Reads a JSON file, naming it in every error. */
