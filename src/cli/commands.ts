@@ -6,6 +6,7 @@ import { UsageError } from './errors.js';
 import { registerTrainCommands } from './train.js';
 import { registerDistillCommand } from './distill.js';
 import { registerDatasetCommands } from './dataset.js';
+import { registerEvalCommand } from './eval.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -19,6 +20,7 @@ export function registerCommands(program: Command): void {
   registerTrainCommands(program);
   registerDistillCommand(program);
   registerDatasetCommands(program);
+  registerEvalCommand(program);
 }
 
 /** Reads a JSON file, naming it in every error. */
