@@ -7,6 +7,8 @@ import { registerTrainCommands } from './train.js';
 import { registerDistillCommand } from './distill.js';
 import { registerDatasetCommands } from './dataset.js';
 import { registerEvalCommand } from './eval.js';
+import { registerEnvCommands } from './env.js';
+import { registerQuickstartCommand } from './quickstart.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -21,6 +23,8 @@ export function registerCommands(program: Command): void {
   registerDistillCommand(program);
   registerDatasetCommands(program);
   registerEvalCommand(program);
+  registerEnvCommands(program);
+  registerQuickstartCommand(program);
 }
 
 /** Reads a JSON file, naming it in every error. */

@@ -120,6 +120,29 @@ function backpropFilter(funcs: Map<string, KernelFunc>): KernelFunc {
   };
 }
 
+interface WasmHeapBackend extends WasmBackendLike {
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array;
+}
+
+/**
+ * W'[kh-1-a, kw-1-b, o, i] = W[a, b, i, o] in one pass over the heap. The backend's Reverse
+ * kernel indexes element by element and costs as much as the convolution that follows.
+ */
+function flipFilter(backend: WasmHeapBackend, filter: TensorInfo): TensorInfo {
+  const [kh, kw, ci, co] = filter.shape;
+  const src = backend.typedArrayFromHeap(filter);
+  const out = backend.makeOutput([kh, kw, co, ci], 'float32');
+  const dst = backend.typedArrayFromHeap(out);
+  for (let a = 0; a < kh; a++)
+    for (let b = 0; b < kw; b++) {
+      const sBase = (a * kw + b) * ci * co;
+      const dBase = ((kh - 1 - a) * kw + (kw - 1 - b)) * co * ci;
+      for (let i = 0; i < ci; i++) for (let o = 0; o < co; o++) dst[dBase + o * ci + i] = src[sBase + i * co + o];
+    }
+  return out;
+}
+
 /**
  * dx = Conv2D(zero-dilated dy, rotated filter with in/out swapped), stride 1. Dilation by the
  * stride wastes s^2 of the multiply-adds on zeros, but XNNPACK's GEMM is still far faster than
@@ -157,13 +180,13 @@ function backpropInput(funcs: Map<string, KernelFunc>): KernelFunc {
       bottom = Math.max(bottom, 0);
       right = Math.max(right, 0);
     }
-    const rev = s.run('Reverse', { x: filter }, { dims: [0, 1] });
-    const f2 = s.run('Transpose', { x: rev }, { perm: [0, 1, 3, 2] }); // (kh, kw, co, ci)
+    const f2 = flipFilter(backend as WasmHeapBackend, filter); // (kh, kw, co, ci), rotated
     const out = s.run(
       'Conv2D',
       { x: d, filter: f2 },
       { strides: [1, 1], pad: explicit({ top, bottom, left, right }) as never, dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined as never },
     );
+    (backend as WasmBackendLike).disposeData(f2.dataId);
     if (out.shape[3] !== ci) throw new Error('Conv2DBackpropInput: internal shape error');
     return s.finish(out);
   };
@@ -233,7 +256,7 @@ let installed = false;
  */
 export function installWasmKernels(which: readonly CustomKernelName[] = CUSTOM_KERNELS): void {
   uninstallWasmKernels();
-  const needed = ['Conv2D', 'Transpose', 'Reshape', 'PadV2', 'Slice', 'Reverse', 'OneHot', 'Cast', 'BatchMatMul'];
+  const needed = ['Conv2D', 'Transpose', 'Reshape', 'PadV2', 'Slice', 'OneHot', 'Cast', 'BatchMatMul'];
   const funcs = new Map<string, KernelFunc>();
   for (const n of needed) {
     const k = tf.getKernel(n, 'wasm');
