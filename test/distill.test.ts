@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { useWasmEngine } from './helpers/engine.js';
-import { bimodalDataset, bimodalAction } from '../src/data/synthetic.js';
+import { modeStats } from './helpers/bimodal.js';
+import { bimodalDataset } from '../src/data/synthetic.js';
 import { trainPolicy } from '../src/train/trainer.js';
 import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
@@ -16,20 +17,6 @@ useWasmEngine();
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-distill-'));
 const buffer = bimodalDataset({ episodes: 40 });
 const START = Array.from({ length: 200 }, () => [[0, 0], [0, 0]]);
-
-function modeStats(chunks: number[][][]): { right: number; err: number } {
-  let right = 0;
-  let err = 0;
-  for (const c of chunks) {
-    const dir = c[15][0] > 0 ? 1 : -1;
-    if (dir > 0) right++;
-    for (let j = 0; j < 16; j++) {
-      const [ax, ay] = bimodalAction(dir, Math.max(j - 1, 0), 24);
-      err += Math.abs(c[j][0] - ax) + Math.abs(c[j][1] - ay);
-    }
-  }
-  return { right: right / chunks.length, err: err / (chunks.length * 32) };
-}
 
 function sameWeights(a: Map<string, SafeTensor>, b: Map<string, SafeTensor>): boolean {
   for (const [k, t] of a) {

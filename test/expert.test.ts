@@ -5,15 +5,15 @@ import { describe, expect, it } from 'vitest';
 import { FACE_NAMES, PushTEnv, PushTExpert, rolloutExpert, type ExpertEpisode } from '../src/envs/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SEEDS = Array.from({ length: 20 }, (_, i) => i);
+const SEEDS = Array.from({ length: 100 }, (_, i) => i);
 
 describe('scripted PushT expert', () => {
-  // The full 100-seed measurement is scripts/expert_eval.ts; 20 seeds keep this file fast.
+  // The measurement: 100 seeded starts (scripts/expert_eval.ts also reports lengths and push variety).
   const episodes: ExpertEpisode[] = SEEDS.map((s) => rolloutExpert(s));
 
-  it('solves at least 85% of seeded starts within 300 steps', () => {
+  it('solves at least 90% of 100 seeded starts within 300 steps', () => {
     const rate = episodes.filter((e) => e.success).length / episodes.length;
-    expect(rate).toBeGreaterThanOrEqual(0.85);
+    expect(rate).toBeGreaterThanOrEqual(0.9);
     for (const e of episodes.filter((x) => x.success)) expect(e.maxCoverage).toBeGreaterThan(0.95);
   });
 

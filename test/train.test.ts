@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { tf } from '../src/engine/index.js';
 import { useWasmEngine } from './helpers/engine.js';
-import { bimodalDataset, bimodalAction } from '../src/data/synthetic.js';
+import { modeStats } from './helpers/bimodal.js';
+import { bimodalDataset } from '../src/data/synthetic.js';
 import { trainPolicy, batchIndices, TrainingDivergedError } from '../src/train/trainer.js';
 import { defaultPolicyConfig, type DiffusionPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy } from '../src/policy/load.js';
@@ -25,22 +26,6 @@ function smallConfig(kind: 'ddpm' | 'edm', dims = [32, 64], dsed = 32): Diffusio
       ? ({ kind: 'ddpm', numTrainTimesteps: 100, clipSample: true } as const)
       : ({ kind: 'edm', numSteps: 18, sigmaMin: 0.002, sigmaMax: 80, sigmaData: 0.5, rho: 7, pMean: -1.2, pStd: 1.2 } as const);
   return defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: dsed, downDims: dims, kernelSize: 5, nGroups: 8, condPredictScale: true }, noise });
-}
-
-/** Fraction of chunks ending right, and mean abs distance of each chunk to its mode's demo. */
-function modeStats(chunks: number[][][]): { right: number; err: number } {
-  let right = 0;
-  let err = 0;
-  for (const c of chunks) {
-    const dir = c[15][0] > 0 ? 1 : -1;
-    if (dir > 0) right++;
-    // From the initial observation the window is padded by one frame: chunk[j] is step max(j-1, 0).
-    for (let j = 0; j < 16; j++) {
-      const [ax, ay] = bimodalAction(dir, Math.max(j - 1, 0), 24);
-      err += Math.abs(c[j][0] - ax) + Math.abs(c[j][1] - ay);
-    }
-  }
-  return { right: right / chunks.length, err: err / (chunks.length * 32) };
 }
 
 describe('training building blocks', () => {

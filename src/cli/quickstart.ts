@@ -156,10 +156,10 @@ export function registerQuickstartCommand(program: Command): void {
     .option('--name <name>', 'run name under --runs', 'quickstart')
     .option('--runs <dir>', 'runs directory', 'runs')
     .option('--episodes <n>', 'expert demonstrations', '100')
-    .option('--train-steps <n>', 'diffusion-policy training steps', '4000')
+    .option('--train-steps <n>', 'diffusion-policy training steps', '3000')
     .option('--batch-size <n>', 'batch size', '64')
-    .option('--down-dims <list>', 'U-Net channels', '32,64,128')
-    .option('--distill-steps <n>', 'distillation steps per method', '200')
+    .option('--down-dims <list>', 'U-Net channels', '32,64')
+    .option('--distill-steps <n>', 'distillation steps per method', '150')
     .option('--test-seeds <A:B>', 'test seeds', '100000:100050')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
     .action(async (f: Record<string, string>) => {

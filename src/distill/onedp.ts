@@ -12,13 +12,12 @@ import { tf } from '../engine/index.js';
 import { ConditionalUnet1D } from '../nn/unet1d.js';
 import { buildContext } from '../nn/module.js';
 import { loadStateDict, stateDict } from '../nn/state_dict.js';
-import { DiffusionPolicy, type DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
+import type { DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
+import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { LinearNormalizer } from '../policy/normalizer.js';
 import { DiscreteSchedule } from '../diffusion/ddpm.js';
 import { EDMScheduler } from '../diffusion/edm.js';
-import { randn } from '../diffusion/types.js';
-import { Rng } from '../util/rng.js';
-import { nest, noiseFor, toObservationBatch, type ObservationBatch, type Policy, type PolicyOutput } from '../policy/types.js';
+import { randn, type NoiseSource } from '../diffusion/types.js';
 
 export type OneDpMethod = 'onedp-s' | 'onedp-d';
 
@@ -58,60 +57,26 @@ export function generate(
 }
 
 /** A policy that acts with one network evaluation. */
-export class OneDpPolicy implements Policy {
+export class OneDpPolicy extends ChunkPolicy {
   readonly kind: OneDpMethod;
   readonly generator: ConditionalUnet1D;
-  private readonly rng: Rng;
-  /** Reuses the diffusion policy's observation encoding and normaliser. */
-  private readonly encoder: DiffusionPolicy;
 
   constructor(
-    readonly config: DiffusionPolicyConfig,
+    config: DiffusionPolicyConfig,
     readonly gen: OneDpGeneratorConfig,
-    readonly normalizer: LinearNormalizer,
+    normalizer: LinearNormalizer,
     seed = 0,
   ) {
+    super(config, normalizer, seed + 1);
     this.kind = gen.method;
-    this.encoder = new DiffusionPolicy(config, normalizer, buildContext({ meta: true }));
     this.generator = new ConditionalUnet1D({ ...config.unet, inputDim: config.actionDim, globalCondDim: config.nObsSteps * config.obsDim }, buildContext({ seed }));
-    this.rng = new Rng(seed + 1);
   }
 
-  get nObsSteps(): number {
-    return this.config.nObsSteps;
-  }
-  get nActionSteps(): number {
-    return this.config.nActionSteps;
-  }
-  get horizon(): number {
-    return this.config.horizon;
-  }
-  get actionDim(): number {
-    return this.config.actionDim;
-  }
-
-  predictAction(obsIn: ObservationBatch | number[][][], opts: { seed?: number; rngs?: Rng[] } = {}): PolicyOutput {
-    const obs = toObservationBatch(obsIn);
-    const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = this.config;
-    const raw = obs.data.obs;
-    if (!raw || raw.length !== obs.batch * to * obsDim) {
-      throw new Error(`predictAction: expected "obs" with ${obs.batch} x ${to} x ${obsDim} values, got ${raw ? raw.length : 'none'}`);
-    }
-    const rng = noiseFor(obs.batch, opts, this.rng);
-    const t0 = performance.now();
-    const cond = tf.tidy(() => this.encoder.encodeObs(tf.tensor(this.normalizer.normalize('obs', Float32Array.from(raw)), [obs.batch, to, obsDim])));
-    cond.dataSync();
-    const t1 = performance.now();
-    const z = randn(rng, [obs.batch, horizon, actionDim], tf);
-    const a = tf.tidy(() => generate(this.generator, this.config, this.gen, cond, z));
-    const chunk = this.normalizer.unnormalize('action', a.dataSync() as Float32Array);
-    const t2 = performance.now();
-    tf.dispose([cond, z, a]);
-    return {
-      actions: nest(chunk, obs.batch, horizon, actionDim, to - 1, nActionSteps),
-      chunk: nest(chunk, obs.batch, horizon, actionDim),
-      timing: { obsEncodingMs: t1 - t0, actionPredictionMs: t2 - t1, nfe: 1 },
-    };
+  protected generateChunk(cond: tf.Tensor, noise: NoiseSource): { sample: tf.Tensor; nfe: number } {
+    const z = randn(noise, [cond.shape[0], this.config.horizon, this.config.actionDim], tf);
+    const sample = tf.tidy(() => generate(this.generator, this.config, this.gen, cond, z));
+    z.dispose();
+    return { sample, nfe: 1 };
   }
 
   dispose(): void {

@@ -19,6 +19,7 @@ import {
   BLOCK_INERTIA,
   GOAL_POSE,
   PushTEnv,
+  T_OUTLINE,
   T_RECTS,
   WALL_MAX,
   WALL_MIN,
@@ -173,16 +174,7 @@ function agentAt(pose: Pose, p: Vec2, n: Vec2, back: number): [number, number] {
 }
 
 /** Outline corners of the T (body frame), for checking the block against the walls. */
-const OUTLINE: readonly Vec2[] = [
-  [-60, 0],
-  [60, 0],
-  [60, 30],
-  [15, 30],
-  [15, 120],
-  [-15, 120],
-  [-15, 30],
-  [-60, 30],
-];
+const OUTLINE: readonly Vec2[] = T_OUTLINE;
 
 /** How deep the block at `pose` reaches into the walls (0 when clear of them). */
 function wallPenetration(pose: Pose): number {

@@ -71,6 +71,9 @@ export const KEYPOINTS_LOCAL: readonly Vec2[] = [
   [0, 45],
 ];
 
+/** The T's 8 outline corners in body frame (the first 8 keypoints). */
+export const T_OUTLINE: readonly Vec2[] = KEYPOINTS_LOCAL.slice(0, 8);
+
 /**
  * planck's solver clamps translations above 2 m per step, so the world runs in metres of 16
  * workspace units. The PD agent never exceeds ~2500 units/s (|target - pos| <= 512 bounds

@@ -9,7 +9,8 @@ import { buildContext, type BuildContext } from '../nn/module.js';
 import { schedulerFromConfig, randn, type NoiseScheduler, type SchedulerConfig, type NetworkFn } from '../diffusion/index.js';
 import { LinearNormalizer } from './normalizer.js';
 import { Rng } from '../util/rng.js';
-import { nest, noiseFor, toObservationBatch, type ObservationBatch, type Policy, type PolicyOutput } from './types.js';
+import { ChunkPolicy } from './chunk_policy.js';
+import type { NoiseSource } from '../diffusion/types.js';
 
 export type UnetShape = Omit<UnetConfig, 'inputDim' | 'globalCondDim'>;
 
@@ -58,42 +59,21 @@ export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy 
   if (c.noise.kind !== 'ddpm' && c.noise.kind !== 'edm') throw new Error(`${source}: training noise schedule must be ddpm or edm, got ${c.noise.kind}`);
 }
 
-export class DiffusionPolicy implements Policy {
+export class DiffusionPolicy extends ChunkPolicy {
   readonly kind = 'diffusion';
   readonly unet: ConditionalUnet1D;
   readonly scheduler: NoiseScheduler;
   /** The sampler predictAction uses; defaults to the training schedule's own. */
   sampler: NoiseScheduler;
-  private readonly rng: Rng;
 
-  constructor(
-    readonly config: DiffusionPolicyConfig,
-    readonly normalizer: LinearNormalizer,
-    ctx: BuildContext = buildContext(),
-  ) {
+  constructor(config: DiffusionPolicyConfig, normalizer: LinearNormalizer, ctx: BuildContext = buildContext()) {
     validatePolicyConfig(config);
+    super(config, normalizer, 0);
     this.unet = new ConditionalUnet1D({ ...config.unet, inputDim: config.actionDim, globalCondDim: config.nObsSteps * config.obsDim }, ctx);
+    // The sampling stream is drawn after the weights, so a seed gives the same weights as before.
+    this.rng.setState(new Rng(ctx.rng.nextU32()).getState());
     this.scheduler = schedulerFromConfig(config.noise);
     this.sampler = this.scheduler;
-    this.rng = new Rng(ctx.rng.nextU32());
-  }
-
-  get nObsSteps(): number {
-    return this.config.nObsSteps;
-  }
-  get nActionSteps(): number {
-    return this.config.nActionSteps;
-  }
-  get horizon(): number {
-    return this.config.horizon;
-  }
-  get actionDim(): number {
-    return this.config.actionDim;
-  }
-
-  /** Normalised observation history (B, To, obsDim) -> global conditioning (B, To*obsDim). */
-  encodeObs(obsNorm: tf.Tensor): tf.Tensor {
-    return obsNorm.reshape([obsNorm.shape[0], -1]);
   }
 
   network(globalCond: tf.Tensor): NetworkFn {
@@ -113,30 +93,14 @@ export class DiffusionPolicy implements Policy {
     return tb.loss(out).mean() as tf.Scalar;
   }
 
-  predictAction(obsIn: ObservationBatch | number[][][], opts: { seed?: number; rngs?: Rng[]; sampler?: NoiseScheduler } = {}): PolicyOutput {
-    const obs = toObservationBatch(obsIn);
-    const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = this.config;
-    const raw = obs.data.obs;
-    if (!raw || raw.length !== obs.batch * to * obsDim) {
-      throw new Error(`predictAction: expected "obs" with ${obs.batch} x ${to} x ${obsDim} values, got ${raw ? raw.length : 'none'}`);
-    }
-    const rng = noiseFor(obs.batch, opts, this.rng);
+  /** Runs the sampler (`opts.sampler` for this call, else `this.sampler`) from fresh noise. */
+  protected generateChunk(cond: tf.Tensor, noise: NoiseSource, opts: { sampler?: NoiseScheduler }): { sample: tf.Tensor; nfe: number } {
+    const { horizon, actionDim } = this.config;
     const sampler = opts.sampler ?? this.sampler;
-    const t0 = performance.now();
-    const cond = tf.tidy(() => this.encodeObs(tf.tensor(this.normalizer.normalize('obs', Float32Array.from(raw)), [obs.batch, to, obsDim])));
-    cond.dataSync();
-    const t1 = performance.now();
-    const noise = randn(rng, [obs.batch, horizon, actionDim], tf);
-    const { sample, nfe } = sampler.sample(this.network(cond), noise, rng);
-    const chunkNorm = sample.dataSync() as Float32Array;
-    const chunk = this.normalizer.unnormalize('action', chunkNorm);
-    const t2 = performance.now();
-    tf.dispose([cond, noise, sample]);
-    return {
-      actions: nest(chunk, obs.batch, horizon, actionDim, to - 1, nActionSteps),
-      chunk: nest(chunk, obs.batch, horizon, actionDim),
-      timing: { obsEncodingMs: t1 - t0, actionPredictionMs: t2 - t1, nfe },
-    };
+    const x = randn(noise, [cond.shape[0], horizon, actionDim], tf);
+    const out = sampler.sample(this.network(cond), x, noise);
+    x.dispose();
+    return out;
   }
 
   dispose(): void {
