@@ -10,10 +10,12 @@ import { initEngine, tf } from '../src/engine/index.js';
 import { fmt, type BenchRow } from './harness.js';
 import { benchNn } from './nn.js';
 import { benchTrain } from './train.js';
+import { benchEnv } from './env.js';
 
 const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => Promise<void>> = {
   nn: benchNn,
   train: benchTrain,
+  env: benchEnv,
 };
 
 function table(rows: BenchRow[]): string {
