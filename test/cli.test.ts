@@ -32,6 +32,14 @@ describe('onedp CLI on bad input', () => {
     expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', dir, '--config', cfg]), 2, new RegExp(`${cfg}: not valid JSON`));
     expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', dir, '--config', path.join(dir, 'none.json')]), 2, /none\.json: file not found/);
   });
+  it('eval: a missing policy, a bad seed range and a checkpoint of the wrong kind are clear errors', async () => {
+    expectCleanError(onedp(['eval', '--policy', '/nonexistent/run']), 1, /\/nonexistent\/run: no such checkpoint/);
+    expectCleanError(onedp(['eval', '--policy', '/nonexistent/run', '--seeds', '5:2']), 2, /--seeds: seed range 5:2 is empty/);
+    expectCleanError(onedp(['eval', '--policy', '/nonexistent/run', '--seeds', 'a-b']), 2, /--seeds: seed range must look like A:B/);
+    const notCkpt = await tmp();
+    expectCleanError(onedp(['eval', '--policy', notCkpt]), 1, /checkpoint\.json: missing \(not an onedp checkpoint\)/);
+  });
+
   it('a missing checkpoint names the path', () => {
     expectCleanError(onedp(['sample', '--checkpoint', '/nonexistent/run', '--obs', '[[0,0],[0,0]]']), 1, /\/nonexistent\/run: no such checkpoint/);
   });
