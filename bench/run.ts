@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine, tf } from '../src/engine/index.js';
 import { fmt, type BenchRow } from './harness.js';
-import { benchNn } from './nn.js';
+import { benchNn, benchBig } from './nn.js';
 import { benchTrain } from './train.js';
 import { benchEnv } from './env.js';
 
@@ -16,6 +16,7 @@ const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => P
   nn: benchNn,
   train: benchTrain,
   env: benchEnv,
+  big: benchBig,
 };
 
 function table(rows: BenchRow[]): string {
@@ -32,7 +33,8 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
   const onlyIdx = args.indexOf('--only');
-  const only = onlyIdx >= 0 ? args[onlyIdx + 1].split(',') : Object.keys(SECTIONS);
+  // `big` runs only when asked for: it needs a fresh wasm heap.
+  const only = onlyIdx >= 0 ? args[onlyIdx + 1].split(',') : Object.keys(SECTIONS).filter((k) => k !== 'big');
   const backend = await initEngine();
   const rows: BenchRow[] = [];
   // Report each result as it lands: some benchmarks take minutes on 2 cores.
@@ -61,9 +63,11 @@ async function main(): Promise<void> {
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
   await fs.mkdir(dir, { recursive: true });
   const json = JSON.stringify({ meta, rows }, null, 1);
-  await fs.writeFile(path.join(dir, 'latest.json'), json);
-  await fs.writeFile(path.join(dir, 'latest.md'), md);
-  await fs.writeFile(path.join(dir, `${meta.date.slice(0, 10)}.json`), json);
+  // A partial run (--only) writes its own files, so it never replaces the full results.
+  const tag = onlyIdx >= 0 ? `-${only.join('+')}` : '';
+  await fs.writeFile(path.join(dir, `latest${tag}.json`), json);
+  await fs.writeFile(path.join(dir, `latest${tag}.md`), md);
+  await fs.writeFile(path.join(dir, `${meta.date.slice(0, 10)}${tag}.json`), json);
 }
 
 main().catch((e: unknown) => {

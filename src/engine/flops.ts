@@ -39,6 +39,8 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
 /** Runs `fn` once under the profiler and returns its GEMM FLOPs. */
 export async function countFlops(fn: () => tf.TensorContainer): Promise<number> {
   const info = await tf.profile(fn);
+  // The profiled function's outputs (for a backward pass, a full set of gradients) are ours to free.
+  tf.dispose(info.result as tf.TensorContainer);
   let total = 0;
   for (const k of info.kernels) total += kernelFlops(k.name, k.inputShapes as number[][], k.outputShapes as number[][]);
   return total;

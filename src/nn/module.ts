@@ -46,7 +46,10 @@ export class Parameter {
     if (init.kind === 'uniform') ctx.rng.fillUniform(data, -init.bound, init.bound);
     else if (init.kind === 'normal') ctx.rng.fillNormal(data, 0, init.std);
     else data.fill(init.value);
-    this.value = tf.variable(tf.tensor(data, shape), true);
+    // tf.variable takes its own reference to the data; the initial tensor must be released.
+    const initial = tf.tensor(data, shape);
+    this.value = tf.variable(initial, true);
+    initial.dispose();
   }
 
   get size(): number {

@@ -30,8 +30,8 @@ export class AdamW {
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
-    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    this.m = params.map((p) => zerosVariable(p));
+    this.v = params.map((p) => zerosVariable(p));
   }
 
   /** Applies one update from gradients given in the order of `params`. */
@@ -70,4 +70,12 @@ export class AdamW {
   dispose(): void {
     tf.dispose([...this.m, ...this.v]);
   }
+}
+
+/** A non-trainable variable of zeros, without leaking the initial tensor. */
+function zerosVariable(p: tf.Tensor): tf.Variable {
+  const z = tf.zerosLike(p);
+  const v = tf.variable(z, false);
+  z.dispose();
+  return v;
 }

@@ -14,7 +14,12 @@ export class Ema {
     readonly power = 0.75,
     readonly maxDecay = 0.9999,
   ) {
-    this.shadow = params.map((p) => tf.variable(p.clone(), false));
+    this.shadow = params.map((p) => {
+      const c = p.clone();
+      const v = tf.variable(c, false);
+      c.dispose();
+      return v;
+    });
   }
 
   decay(step = this.step): number {
