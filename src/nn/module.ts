@@ -61,6 +61,19 @@ export class Parameter {
     return this.torchPerm ? this.torchPerm.map((i) => this.shape[i]) : [...this.shape];
   }
 
+  /** A tensor of this parameter's native shape (the weight, or e.g. its EMA copy) in PyTorch's layout. */
+  toTorch(native: tf.Tensor): tf.Tensor {
+    return this.torchPerm ? tf.transpose(native, this.torchPerm) : native.clone();
+  }
+
+  /** A PyTorch-layout tensor of this parameter in the native layout. */
+  fromTorch(torch: tf.Tensor): tf.Tensor {
+    if (!this.torchPerm) return torch.clone();
+    const inv = new Array<number>(this.torchPerm.length);
+    this.torchPerm.forEach((q, i) => (inv[q] = i));
+    return tf.transpose(torch, inv);
+  }
+
   get isMeta(): boolean {
     return this.value === null;
   }

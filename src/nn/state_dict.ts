@@ -13,17 +13,11 @@ export class StateDictError extends Error {
   }
 }
 
-function invert(perm: number[]): number[] {
-  const inv = new Array<number>(perm.length);
-  perm.forEach((p, i) => (inv[p] = i));
-  return inv;
-}
-
 /** The module's weights in PyTorch layout, as float32 safetensors entries (name order kept). */
 export function stateDict(module: Module, prefix = ''): Map<string, SafeTensor> {
   const out = new Map<string, SafeTensor>();
   for (const [name, p] of module.namedParameters()) {
-    const data = tf.tidy(() => (p.torchPerm ? tf.transpose(p.v, p.torchPerm) : p.v.clone()));
+    const data = tf.tidy(() => p.toTorch(p.v));
     out.set(prefix + name, { dtype: 'F32', shape: p.torchShape, data: data.dataSync() as Float32Array });
     data.dispose();
   }
@@ -77,10 +71,7 @@ export function loadStateDict(module: Module, tensors: Map<string, SafeTensor>, 
     throw new StateDictError(`${src}state dict does not match the model:\n  ${shown}${more}`);
   }
   for (const [p, t] of plan) {
-    const value = tf.tidy(() => {
-      const raw = tf.tensor(toFloat32(t), t.shape, 'float32');
-      return p.torchPerm ? tf.transpose(raw, invert(p.torchPerm)) : raw;
-    });
+    const value = tf.tidy(() => p.fromTorch(tf.tensor(toFloat32(t), t.shape, 'float32')));
     p.assign(value);
     value.dispose();
   }

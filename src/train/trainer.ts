@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { tf } from '../engine/index.js';
 import { DiffusionPolicy, validatePolicyConfig, type DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
 import { LinearNormalizer } from '../policy/normalizer.js';
-import { buildContext } from '../nn/module.js';
+import { buildContext, type Parameter } from '../nn/module.js';
 import { loadStateDict, stateDict } from '../nn/state_dict.js';
 import { SequenceSampler } from '../data/sequence.js';
 import type { ReplayBuffer } from '../data/replay.js';
@@ -134,11 +134,12 @@ function optimizerTensors(names: string[], opt: AdamW, shapes: number[][]): Map<
   return out;
 }
 
-function emaTensors(names: string[], ema: Ema, perms: (number[] | null)[], torchShapes: number[][]): Map<string, SafeTensor> {
+/** The EMA weights as a state dict, in PyTorch layout and naming like the model's. */
+function emaTensors(named: [string, Parameter][], ema: Ema): Map<string, SafeTensor> {
   const out = new Map<string, SafeTensor>();
-  names.forEach((n, i) => {
-    const t = tf.tidy(() => (perms[i] ? tf.transpose(ema.shadow[i], perms[i]!) : ema.shadow[i].clone()));
-    out.set(n, { dtype: 'F32', shape: torchShapes[i], data: t.dataSync() as Float32Array });
+  named.forEach(([n, p], i) => {
+    const t = tf.tidy(() => p.toTorch(ema.shadow[i]));
+    out.set(n, { dtype: 'F32', shape: p.torchShape, data: t.dataSync() as Float32Array });
     t.dispose();
   });
   return out;
@@ -193,10 +194,7 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
     named.forEach(([n, p], i) => {
       const e = emaSd.get(n);
       if (!e) throw new CheckpointError(`${src}/ema.safetensors: missing tensor "${n}"`);
-      const t = tf.tidy(() => {
-        const raw = tf.tensor(e.data as Float32Array, e.shape);
-        return p.torchPerm ? tf.transpose(raw, p.torchPerm.map((_, k) => p.torchPerm!.indexOf(k))) : raw;
-      });
+      const t = tf.tidy(() => p.fromTorch(tf.tensor(e.data as Float32Array, e.shape)));
       ema.shadow[i].assign(t);
       t.dispose();
     });
@@ -249,7 +247,7 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
         },
         tensors: {
           model: stateDict(policy.unet),
-          ema: emaTensors(names, ema, named.map(([, p]) => p.torchPerm), named.map(([, p]) => p.torchShape)),
+          ema: emaTensors(named, ema),
           optimizer: optimizerTensors(names, opt, shapes),
         },
       },
