@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { tf, useBackend, CUSTOM_KERNELS } from '../src/engine/index.js';
 import { useWasmEngine } from './helpers/engine.js';
 import { Rng } from '../src/util/rng.js';
+import { groupNorm, groupNormComposed } from '../src/engine/group_norm.js';
 
 useWasmEngine();
 
@@ -98,5 +99,57 @@ describe('wasm training kernels', () => {
     const b = await run('cpu');
     await useBackend('wasm');
     expect(relErr(a, b)).toBeLessThan(1e-6);
+  });
+});
+
+describe('GroupNorm loop kernels', () => {
+  // The composed-ops GroupNorm on the cpu backend is the reference; the loop kernels run on
+  // wasm (as in training) and on cpu, with gradients of sum(y * gy) for x, gamma and beta.
+  const shapes: [string, number[], number][] = [
+    ['(B, L, C) 8 groups of 4', [5, 16, 32], 8],
+    ['(B, L, C) odd length', [3, 7, 24], 8],
+    ['(B, H, W, C) encoder-style', [2, 6, 5, 64], 4],
+    ['one group', [2, 9, 6], 1],
+  ];
+  async function run(backend: 'wasm' | 'cpu', fused: boolean, shape: number[], groups: number, seed: number): Promise<Float32Array[]> {
+    await useBackend(backend);
+    const C = shape[shape.length - 1];
+    return tf.tidy(() => {
+      // An offset mean and uneven scale stress the statistics.
+      const x = tf.tensor(randArray(shape.reduce((a, b) => a * b), seed), shape).mul(3).add(1.5);
+      const g = tf.tensor(randArray(C, seed + 1), [C]);
+      const b = tf.tensor(randArray(C, seed + 2), [C]);
+      const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => (fused ? groupNorm(xx, gg, bb, groups) : groupNormComposed(xx, gg, bb, groups, 1e-5));
+      const y = f(x, g, b);
+      const gy = tf.tensor(randArray(y.size, seed + 3), y.shape);
+      const grads = tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => f(xx, gg, bb).mul(gy).sum())([x, g, b]);
+      return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+    });
+  }
+  for (const [name, shape, groups] of shapes) {
+    it(`${name}: forward and gradients match composed ops`, async () => {
+      const ref = await run('cpu', false, shape, groups, 11);
+      for (const backend of ['wasm', 'cpu'] as const) {
+        const got = await run(backend, true, shape, groups, 11);
+        for (let i = 0; i < 4; i++) expect(relErr(got[i], ref[i]), `${backend} output ${i}`).toBeLessThan(1e-5);
+      }
+      await useBackend('wasm');
+    });
+  }
+  it('is what GroupNorm layers use on wasm (one kernel forward, one backward)', async () => {
+    await useBackend('wasm');
+    const x = tf.randomNormal([2, 8, 16]);
+    const g = tf.ones([16]);
+    const b = tf.zeros([16]);
+    const prof = await tf.profile(() => tf.grads((xx: tf.Tensor) => groupNorm(xx, g, b, 4).sum())([x]));
+    const names = prof.kernels.map((k) => k.name);
+    expect(names).toContain('OnedpGroupNorm');
+    expect(names).toContain('OnedpGroupNormGrad');
+    expect(names.filter((n) => n === 'Mean' || n === 'Rsqrt')).toHaveLength(0);
+    tf.dispose([x, g, b]);
+    prof.result && tf.dispose(prof.result as tf.Tensor[]);
+  });
+  it('rejects channels that do not split into groups', () => {
+    expect(() => groupNorm(tf.zeros([1, 2, 6]), tf.ones([6]), tf.zeros([6]), 4)).toThrow(/6 channels do not split into 4 groups/);
   });
 });

@@ -5,6 +5,7 @@
  */
 import { tf } from '../engine/index.js';
 import { Module, Parameter, type BuildContext } from './module.js';
+import { groupNorm } from '../engine/group_norm.js';
 
 /** PyTorch's default for Linear and Conv: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias. */
 function torchDefaultBound(fanIn: number): number {
@@ -170,16 +171,7 @@ export class GroupNorm extends Module {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    const shape = x.shape;
-    const b = shape[0];
-    const g = this.numGroups;
-    const xg = x.reshape([b, -1, g, this.numChannels / g]);
-    // Statistics in two stages (channels of a group, then positions): float32 sums over
-    // thousands of positions in one pass lose digits that deep ResNets amplify.
-    const mean = xg.mean(3, true).mean(1, true);
-    const d = xg.sub(mean);
-    const variance = d.square().mean(3, true).mean(1, true);
-    return d.mul(tf.rsqrt(variance.add(this.eps))).reshape(shape).mul(this.weight.v).add(this.bias.v);
+    return groupNorm(x, this.weight.v, this.bias.v, this.numGroups, this.eps);
   }
 }
 
