@@ -9,6 +9,7 @@ import { registerDatasetCommands } from './dataset.js';
 import { registerEvalCommand } from './eval.js';
 import { registerEnvCommands } from './env.js';
 import { registerQuickstartCommand } from './quickstart.js';
+import { registerReproduceCommand } from './reproduce.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -25,6 +26,7 @@ export function registerCommands(program: Command): void {
   registerEvalCommand(program);
   registerEnvCommands(program);
   registerQuickstartCommand(program);
+  registerReproduceCommand(program);
 }
 
 /** Reads a JSON file, naming it in every error. */

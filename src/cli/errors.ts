@@ -19,8 +19,10 @@ export function parseFloatFlag(name: string, v: string, opts: { min?: number; ex
   return n;
 }
 
-export function parseIntList(name: string, v: string): number[] {
+export function parseIntList(name: string, v: string, opts: { min?: number } = {}): number[] {
+  const min = opts.min ?? 1;
   const parts = v.split(',').map((s) => Number(s.trim()));
-  if (parts.length === 0 || parts.some((n) => !Number.isInteger(n) || n < 1)) throw new UsageError(`--${name} must be a comma-separated list of positive integers, got "${v}"`);
+  const what = min === 0 ? 'non-negative' : 'positive';
+  if (parts.length === 0 || parts.some((n) => !Number.isInteger(n) || n < min)) throw new UsageError(`--${name} must be a comma-separated list of ${what} integers, got "${v}"`);
   return parts;
 }

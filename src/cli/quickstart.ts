@@ -18,7 +18,8 @@ import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
 import { distillOneDp } from '../distill/distill.js';
 import { DDIMScheduler, DDPMScheduler } from '../diffusion/index.js';
 import { parseSeedRange } from '../eval/harness.js';
-import { evaluatePushT, type PushTEvalResult } from '../eval/pusht.js';
+import type { PushTEvalResult } from '../eval/pusht.js';
+import { evalRow, rowsTable, timingTable, type Row } from '../eval/report.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import { UsageError, parseIntFlag, parseIntList } from './errors.js';
 import { resolvePath } from './commands.js';
@@ -34,18 +35,6 @@ export interface QuickstartOptions {
   distillSteps: number;
   testSeeds: number[];
   progress: 'auto' | 'bar' | 'lines' | 'none';
-}
-
-interface Row {
-  method: string;
-  nfe: number;
-  score: number;
-  std: number;
-  success: number;
-  stepsToSuccess: number | null;
-  obsMs: number;
-  actionMs: number;
-  hz: number;
 }
 
 const log = (s: string) => process.stderr.write(`[quickstart] ${s}\n`);
@@ -100,11 +89,10 @@ export async function quickstart(o: QuickstartOptions): Promise<{ rows: Row[]; d
   const rows: Row[] = [];
   const results: Record<string, PushTEvalResult> = {};
   const evalOne = async (label: string, policy: Policy) => {
-    const res = await clock(`eval ${label}`, () => evaluatePushT(policy, { seeds: o.testSeeds, batchSize: 50 }));
-    results[label] = res;
-    const lat = res.latency!;
-    rows.push({ method: label, nfe: lat.nfe, score: res.meanScore, std: res.stdScore, success: res.successRate, stepsToSuccess: res.meanStepsToSuccess, obsMs: lat.obsEncodingMs, actionMs: lat.actionPredictionMs, hz: lat.hz });
-    log(`${label}: score ${res.meanScore.toFixed(3)} +- ${res.stdScore.toFixed(3)}, success ${res.successRate.toFixed(2)}, action ${lat.actionPredictionMs.toFixed(2)} ms`);
+    const { row, result } = await clock(`eval ${label}`, () => evalRow(label, policy, o.testSeeds));
+    results[label] = result;
+    rows.push(row);
+    log(`${label}: score ${row.score.toFixed(3)} +- ${row.std.toFixed(3)}, success ${row.success.toFixed(2)}, action ${row.actionMs.toFixed(2)} ms`);
   };
   const dp = await loadDiffusionPolicy(dpDir);
   for (const [label, sampler] of [
@@ -127,7 +115,6 @@ export async function quickstart(o: QuickstartOptions): Promise<{ rows: Row[]; d
 }
 
 function renderReport(o: QuickstartOptions, rows: Row[], timing: Record<string, number>, info: { backend: string; frames: number; episodes: number; meanLength: number; params: number }): string {
-  const f = (v: number, d = 3) => v.toFixed(d);
   const lines = [
     `# onedp quickstart: PushT (keypoints), ${o.testSeeds.length} test seeds`,
     '',
@@ -135,15 +122,11 @@ function renderReport(o: QuickstartOptions, rows: Row[], timing: Record<string, 
       `Diffusion policy: ConditionalUnet1D ${o.downDims.join('/')} (${(info.params / 1e6).toFixed(2)}M parameters), DDPM, ${o.trainSteps} steps at batch ${o.batchSize}. ` +
       `Distillation: ${o.distillSteps} steps each. Backend: ${info.backend}. Test seeds ${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}.`,
     '',
-    '| method | NFE | score (mean +- std) | success | steps to success | obs encoding ms | action ms | Hz |',
-    '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.method} | ${r.nfe} | ${f(r.score)} +- ${f(r.std)} | ${f(r.success, 2)} | ${r.stepsToSuccess === null ? '-' : r.stepsToSuccess.toFixed(1)} | ${f(r.obsMs, 3)} | ${f(r.actionMs, 2)} | ${r.hz.toFixed(1)} |`),
+    ...rowsTable(rows),
     '',
     'Latency is the median of batch-1 calls on this machine; score is the maximum coverage reward of each episode.',
     '',
-    '| stage | seconds |',
-    '|---|---|',
-    ...Object.entries(timing).map(([k, v]) => `| ${k} | ${v.toFixed(1)} |`),
+    ...timingTable(timing),
     '',
   ];
   return lines.join('\n');

@@ -1,0 +1,391 @@
+/**
+ * `onedp reproduce pusht-state`: the larger PushT-state experiment behind the README's table.
+ * Several training seeds, DDPM and EDM teachers, OneDP-S and OneDP-D from each (and
+ * Consistency Policy from the EDM teacher when available), every policy evaluated on the same
+ * 100 test seeds, latency measured on a quiet machine at the end.
+ *
+ * Every stage writes its result into the run directory and is skipped when it is already
+ * there, so a killed run continues where it stopped (training resumes from its checkpoint).
+ * Training seeds can run as parallel processes (`--jobs`): wasm runs on one thread, so each
+ * process uses one core.
+ */
+import type { Command } from 'commander';
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { initEngine } from '../engine/index.js';
+import { collectPushT } from '../envs/collect.js';
+import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
+import { lowdimBuffer } from '../data/obs_spec.js';
+import type { ReplayBuffer } from '../data/replay.js';
+import { defaultPolicyConfig } from '../policy/diffusion_policy.js';
+import { trainPolicy } from '../train/trainer.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
+import { distillOneDp } from '../distill/distill.js';
+import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
+import type { NoiseScheduler } from '../diffusion/types.js';
+import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
+import { evaluatePushT } from '../eval/pusht.js';
+import { writeFileAtomic } from '../io/safetensors.js';
+import type { Policy } from '../policy/types.js';
+import { noiseConfig } from './train.js';
+import { UsageError, parseIntFlag, parseIntList } from './errors.js';
+import { resolvePath } from './commands.js';
+
+export type Teacher = 'ddpm' | 'edm';
+
+export interface ReproduceOptions {
+  out: string;
+  episodes: number;
+  trainSteps: number;
+  batchSize: number;
+  lr: number;
+  downDims: number[];
+  stepEmbed: number;
+  distillSteps: number;
+  trainSeeds: number[];
+  teachers: Teacher[];
+  testSeeds: number[];
+  latencyReps: number;
+  jobs: number;
+  progress: 'auto' | 'bar' | 'lines' | 'none';
+}
+
+const OBS_SPEC = 'keypoint,state[0:2]';
+const log = (s: string) => process.stderr.write(`[reproduce] ${s}\n`);
+
+/** One evaluated configuration: a row of the table. */
+interface RowSpec {
+  slug: string;
+  label: string;
+  teacher: Teacher;
+  /** The checkpoint directory (relative to the teacher's directory) and, for DP, the sampler. */
+  policy: string;
+  sampler?: () => NoiseScheduler;
+}
+
+function rowSpecs(teachers: Teacher[]): RowSpec[] {
+  const rows: RowSpec[] = [];
+  if (teachers.includes('ddpm')) {
+    rows.push(
+      { slug: 'dp-ddpm-100', label: 'DP (DDPM)', teacher: 'ddpm', policy: 'dp', sampler: () => new DDPMScheduler() },
+      { slug: 'dp-ddim-10', label: 'DP (DDIM)', teacher: 'ddpm', policy: 'dp', sampler: () => new DDIMScheduler({ numInferenceSteps: 10 }) },
+      { slug: 'dp-ddim-1', label: 'DP (DDIM, 1 step)', teacher: 'ddpm', policy: 'dp', sampler: () => new DDIMScheduler({ numInferenceSteps: 1 }) },
+      { slug: 'onedp-d', label: 'OneDP-D', teacher: 'ddpm', policy: 'onedp-d' },
+      { slug: 'onedp-s', label: 'OneDP-S', teacher: 'ddpm', policy: 'onedp-s' },
+    );
+  }
+  if (teachers.includes('edm')) {
+    rows.push(
+      { slug: 'dp-edm-18', label: 'DP-EDM (Heun 18)', teacher: 'edm', policy: 'dp', sampler: () => new EDMScheduler({ numSteps: 18 }) },
+      { slug: 'dp-edm-10', label: 'DP-EDM (Heun 10)', teacher: 'edm', policy: 'dp', sampler: () => new EDMScheduler({ numSteps: 10 }) },
+      { slug: 'dp-edm-1', label: 'DP-EDM (1 step)', teacher: 'edm', policy: 'dp', sampler: () => new EDMScheduler({ numSteps: 1 }) },
+      { slug: 'onedp-d', label: 'OneDP-D (EDM teacher)', teacher: 'edm', policy: 'onedp-d' },
+      { slug: 'onedp-s', label: 'OneDP-S (EDM teacher)', teacher: 'edm', policy: 'onedp-s' },
+    );
+  }
+  return rows;
+}
+
+const seedDir = (o: ReproduceOptions, seed: number, teacher: Teacher) => path.join(o.out, `seed-${seed}`, teacher);
+const dataPath = (o: ReproduceOptions) => path.join(o.out, 'pusht.zarr');
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readJson<T>(p: string): Promise<T | null> {
+  try {
+    return JSON.parse(await fs.readFile(p, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+async function addTiming(dir: string, stage: string, seconds: number): Promise<void> {
+  const file = path.join(dir, 'timing.json');
+  const t = (await readJson<Record<string, number>>(file)) ?? {};
+  // Accumulated, so a stage resumed after a kill counts all its compute.
+  t[stage] = (t[stage] ?? 0) + seconds;
+  await writeFileAtomic(file, JSON.stringify(t, null, 1));
+}
+
+async function checkpointStep(dir: string): Promise<number> {
+  try {
+    const ck = await loadCheckpoint(dir);
+    return Number(ck.meta.step ?? 0);
+  } catch {
+    return -1;
+  }
+}
+
+async function loadBuffer(o: ReproduceOptions): Promise<ReplayBuffer> {
+  return lowdimBuffer(await readReplayBuffer(dataPath(o), { keys: ['keypoint', 'state', 'action'] }), OBS_SPEC);
+}
+
+async function loadRowPolicy(dir: string, spec: RowSpec): Promise<Policy> {
+  const p = spec.sampler ? await loadDiffusionPolicy(path.join(dir, spec.policy)) : await loadPolicy(path.join(dir, spec.policy));
+  if (spec.sampler && 'sampler' in p) (p as { sampler: NoiseScheduler }).sampler = spec.sampler();
+  return p;
+}
+
+interface StoredEval {
+  meanScore: number;
+  stdScore: number;
+  successRate: number;
+  meanStepsToSuccess: number | null;
+  wallSeconds: number;
+  episodes: EpisodeResult[];
+}
+
+/** Everything for one training seed: train both teachers, distil, evaluate (no latency). */
+async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
+  const buffer = await loadBuffer(o);
+  for (const teacher of o.teachers) {
+    const dir = seedDir(o, seed, teacher);
+    await fs.mkdir(dir, { recursive: true });
+    const dpDir = path.join(dir, 'dp');
+    if ((await checkpointStep(dpDir)) < o.trainSteps) {
+      log(`seed ${seed} ${teacher}: pre-training ${o.trainSteps} steps`);
+      const policyConfig = defaultPolicyConfig(20, 2, {
+        unet: { diffusionStepEmbedDim: o.stepEmbed, downDims: o.downDims, kernelSize: 5, nGroups: 8, condPredictScale: true },
+        noise: noiseConfig(teacher),
+      });
+      const res = await trainPolicy({
+        policy: policyConfig,
+        buffer,
+        outDir: dpDir,
+        resume: true,
+        train: { steps: o.trainSteps, batchSize: o.batchSize, lr: o.lr, seed, warmupSteps: Math.min(500, Math.floor(o.trainSteps / 10)), checkpointEvery: Math.max(500, Math.floor(o.trainSteps / 6)) },
+        progress: o.progress,
+        provenance: { dataset: dataPath(o), obsSpec: OBS_SPEC, recipe: 'reproduce pusht-state' },
+      });
+      res.policy.dispose();
+      await addTiming(dir, 'pretraining', res.wallSeconds);
+    }
+    for (const method of ['onedp-s', 'onedp-d'] as const) {
+      const out = path.join(dir, method);
+      if ((await checkpointStep(out)) >= o.distillSteps) continue;
+      log(`seed ${seed} ${teacher}: distilling ${method}, ${o.distillSteps} steps`);
+      const t = await loadDiffusionPolicy(dpDir);
+      const res = await distillOneDp({ teacher: t, buffer, config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed }, outDir: out, progress: o.progress, provenance: { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC } });
+      res.policy.dispose();
+      t.dispose();
+      await addTiming(dir, `distill ${method}`, res.wallSeconds);
+    }
+    for (const spec of rowSpecs([teacher])) {
+      const file = path.join(dir, 'eval', `${spec.slug}.json`);
+      if (await exists(file)) continue;
+      const policy = await loadRowPolicy(dir, spec);
+      const res = evaluatePushT(policy, { seeds: o.testSeeds, batchSize: 50, latencyReps: 0 });
+      policy.dispose();
+      log(`seed ${seed} ${spec.label}: score ${res.meanScore.toFixed(3)}, success ${res.successRate.toFixed(2)} (${res.wallSeconds.toFixed(0)} s)`);
+      const stored: StoredEval = { meanScore: res.meanScore, stdScore: res.stdScore, successRate: res.successRate, meanStepsToSuccess: res.meanStepsToSuccess, wallSeconds: res.wallSeconds, episodes: res.episodes };
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await writeFileAtomic(file, JSON.stringify(stored));
+    }
+  }
+}
+
+/** Runs the training seeds as child processes, at most `jobs` at a time. */
+async function runSeedsInParallel(o: ReproduceOptions, argv: string[]): Promise<void> {
+  const queue = [...o.trainSeeds];
+  const runOne = (seed: number) =>
+    new Promise<void>((resolve, reject) => {
+      const args = [...process.execArgv, process.argv[1], ...argv, '--train-seeds', String(seed), '--stage', 'seed', '--jobs', '1', '--progress', 'lines'];
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`training seed ${seed} failed (exit ${code}); rerun the same command to continue`))));
+    });
+  const workers = Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
+    for (let s = queue.shift(); s !== undefined; s = queue.shift()) await runOne(s);
+  });
+  await Promise.all(workers);
+}
+
+interface AggregateRow {
+  method: string;
+  teacher: Teacher;
+  nfe: number;
+  /** Mean over training seeds of the per-seed mean score, and the std across seeds. */
+  score: number;
+  scoreSeedStd: number;
+  /** Std over all episodes. */
+  scoreEpisodeStd: number;
+  success: number;
+  completionSteps: number | null;
+  perSeed: number[];
+  obsMs: number;
+  actionMs: number;
+  hz: number;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const std = (xs: number[]) => {
+  const m = mean(xs);
+  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+};
+
+async function aggregate(o: ReproduceOptions): Promise<{ rows: AggregateRow[]; timing: Record<string, number[]> }> {
+  const rows: AggregateRow[] = [];
+  for (const spec of rowSpecs(o.teachers)) {
+    const evals: StoredEval[] = [];
+    for (const seed of o.trainSeeds) {
+      const e = await readJson<StoredEval>(path.join(seedDir(o, seed, spec.teacher), 'eval', `${spec.slug}.json`));
+      if (!e) throw new Error(`${seedDir(o, seed, spec.teacher)}: no evaluation for ${spec.slug}; rerun the recipe to finish it`);
+      evals.push(e);
+    }
+    const episodes = evals.flatMap((e) => e.episodes);
+    const succ = episodes.filter((e) => e.success);
+    // Latency of the first seed's policy, measured alone on the machine.
+    const policy = await loadRowPolicy(seedDir(o, o.trainSeeds[0], spec.teacher), spec);
+    const lat = evaluatePushT(policy, { seeds: o.testSeeds.slice(0, 5), batchSize: 5, latencyReps: o.latencyReps }).latency!;
+    policy.dispose();
+    const perSeed = evals.map((e) => e.meanScore);
+    rows.push({
+      method: spec.label,
+      teacher: spec.teacher,
+      nfe: lat.nfe,
+      score: mean(perSeed),
+      scoreSeedStd: std(perSeed),
+      scoreEpisodeStd: std(episodes.map((e) => e.score)),
+      success: succ.length / episodes.length,
+      completionSteps: succ.length ? mean(succ.map((e) => e.stepsToSuccess ?? 0)) : null,
+      perSeed,
+      obsMs: lat.obsEncodingMs,
+      actionMs: lat.actionPredictionMs,
+      hz: lat.hz,
+    });
+    log(`${spec.label}: score ${rows[rows.length - 1].score.toFixed(3)}, action ${lat.actionPredictionMs.toFixed(2)} ms`);
+  }
+  const timing: Record<string, number[]> = {};
+  for (const teacher of o.teachers)
+    for (const seed of o.trainSeeds) {
+      const t = (await readJson<Record<string, number>>(path.join(seedDir(o, seed, teacher), 'timing.json'))) ?? {};
+      for (const [k, v] of Object.entries(t)) (timing[`${teacher} ${k}`] ??= []).push(v);
+    }
+  return { rows, timing };
+}
+
+function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<string, number[]>, info: { frames: number; params: number; backend: string }): string {
+  const f = (v: number, d = 3) => v.toFixed(d);
+  const ratio = (a: string, b: string) => {
+    const ra = rows.find((r) => r.method === a);
+    const rb = rows.find((r) => r.method === b);
+    return ra && rb ? `${(ra.actionMs / rb.actionMs).toFixed(1)}x` : '-';
+  };
+  const t = (k: string) => mean(timing[k] ?? []);
+  const lines = [
+    `# onedp reproduce pusht-state`,
+    '',
+    `${o.episodes} scripted-expert demonstrations (${info.frames} frames); ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(info.params / 1e6).toFixed(2)}M parameters), ` +
+      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; distillation ${o.distillSteps} steps per method; training seeds ${o.trainSeeds.join(', ')}; ` +
+      `${o.testSeeds.length} test seeds (${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}), the same for every row. Backend: ${info.backend}.`,
+    '',
+    'Score: mean over training seeds of the mean max-coverage over test episodes (+- std across training seeds; episode std in brackets). ' +
+      'Latency: median of batch-1 calls of the first seed\'s policy, measured after training with nothing else running.',
+    '',
+    '| method | teacher | NFE | score | per seed | success | steps to success | obs ms | action ms | Hz |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.method} | ${r.teacher.toUpperCase()} | ${r.nfe} | ${f(r.score)} +- ${f(r.scoreSeedStd)} (${f(r.scoreEpisodeStd, 2)}) | ${r.perSeed.map((s) => f(s, 2)).join(' / ')} | ${f(r.success, 2)} | ${r.completionSteps === null ? '-' : r.completionSteps.toFixed(1)} | ${f(r.obsMs, 3)} | ${f(r.actionMs, 2)} | ${r.hz.toFixed(1)} |`,
+    ),
+    '',
+    `Action-latency ratios: DDPM-100 / OneDP-S ${ratio('DP (DDPM)', 'OneDP-S')}, DDIM-10 / OneDP-S ${ratio('DP (DDIM)', 'OneDP-S')}, ` +
+      `DDPM-100 / OneDP-D ${ratio('DP (DDPM)', 'OneDP-D')}, DDIM-10 / OneDP-D ${ratio('DP (DDIM)', 'OneDP-D')}.`,
+    '',
+    '| stage (mean over seeds) | seconds | share of pre-training |',
+    '|---|---|---|',
+    ...Object.keys(timing).map((k) => {
+      const teacher = k.split(' ')[0];
+      return `| ${k} | ${t(k).toFixed(0)} | ${k.endsWith('pretraining') ? '-' : `${((100 * t(k)) / t(`${teacher} pretraining`)).toFixed(1)}%`} |`;
+    }),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export async function reproducePushTState(o: ReproduceOptions, stage: 'all' | 'seed' | 'report', argv: string[]): Promise<void> {
+  await fs.mkdir(o.out, { recursive: true });
+  const backend = await initEngine();
+  if (stage !== 'seed' && !(await exists(path.join(dataPath(o), '.zgroup')))) {
+    log(`collecting ${o.episodes} expert demonstrations`);
+    const res = collectPushT({ episodes: o.episodes, seed: 0 });
+    await writeReplayBuffer(dataPath(o), res.buffer);
+  }
+  if (stage === 'seed') {
+    for (const s of o.trainSeeds) await runSeed(o, s);
+    return;
+  }
+  if (stage === 'all') {
+    if (o.jobs > 1 && o.trainSeeds.length > 1) await runSeedsInParallel(o, argv);
+    else for (const s of o.trainSeeds) await runSeed(o, s);
+  }
+  const { rows, timing } = await aggregate(o);
+  const buffer = await loadBuffer(o);
+  const dp = await loadDiffusionPolicy(path.join(seedDir(o, o.trainSeeds[0], o.teachers[0]), 'dp'));
+  const report = renderReport(o, rows, timing, { frames: buffer.numFrames, params: dp.unet.numParameters(), backend });
+  dp.dispose();
+  await writeFileAtomic(path.join(o.out, 'report.md'), report);
+  await writeFileAtomic(path.join(o.out, 'results.json'), JSON.stringify({ options: o, rows, timing }, null, 1));
+  console.log(report);
+}
+
+export function registerReproduceCommand(program: Command): void {
+  program
+    .command('reproduce')
+    .description('the larger experiment behind the README table (resumable; rerun the same command to continue)')
+    .argument('<experiment>', 'pusht-state')
+    .option('--out <dir>', 'run directory', 'runs/reproduce-pusht-state')
+    .option('--episodes <n>', 'expert demonstrations', '200')
+    .option('--train-steps <n>', 'pre-training steps per teacher', '6000')
+    .option('--batch-size <n>', 'batch size', '64')
+    .option('--lr <x>', 'pre-training learning rate', '1e-3')
+    .option('--down-dims <list>', 'U-Net channels', '32,64')
+    .option('--step-embed <n>', 'diffusion step embedding size', '64')
+    .option('--distill-steps <n>', 'distillation steps per method', '300')
+    .option('--train-seeds <list>', 'training seeds', '0,1,2')
+    .option('--teachers <list>', 'ddpm, edm or both', 'ddpm,edm')
+    .option('--test-seeds <A:B>', 'test seeds', '100000:100100')
+    .option('--latency-reps <n>', 'batch-1 calls per latency measurement', '30')
+    .option('--jobs <n>', 'training seeds run in parallel processes', '2')
+    .option('--stage <s>', 'all, seed (train/distil/evaluate the given seeds only) or report', 'all')
+    .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
+    .action(async (experiment: string, f: Record<string, string>) => {
+      if (experiment !== 'pusht-state') throw new UsageError(`unknown experiment "${experiment}"; available: pusht-state`);
+      if (!['all', 'seed', 'report'].includes(f.stage)) throw new UsageError(`--stage must be all, seed or report, got "${f.stage}"`);
+      let testSeeds: number[];
+      try {
+        testSeeds = parseSeedRange(f.testSeeds);
+      } catch (e) {
+        throw new UsageError(`--test-seeds: ${(e as Error).message}`);
+      }
+      const teachers = f.teachers.split(',').map((s) => s.trim());
+      for (const t of teachers) if (t !== 'ddpm' && t !== 'edm') throw new UsageError(`--teachers: "${t}" is not ddpm or edm`);
+      const lr = Number(f.lr);
+      if (!(lr > 0)) throw new UsageError(`--lr must be a positive number, got "${f.lr}"`);
+      const o: ReproduceOptions = {
+        out: resolvePath(f.out),
+        episodes: parseIntFlag('episodes', f.episodes),
+        trainSteps: parseIntFlag('train-steps', f.trainSteps),
+        batchSize: parseIntFlag('batch-size', f.batchSize),
+        lr,
+        downDims: parseIntList('down-dims', f.downDims),
+        stepEmbed: parseIntFlag('step-embed', f.stepEmbed),
+        distillSteps: parseIntFlag('distill-steps', f.distillSteps),
+        trainSeeds: parseIntList('train-seeds', f.trainSeeds, { min: 0 }),
+        teachers: teachers as Teacher[],
+        testSeeds,
+        latencyReps: parseIntFlag('latency-reps', f.latencyReps),
+        jobs: parseIntFlag('jobs', f.jobs),
+        progress: f.progress as 'auto',
+      };
+      // The child processes get the same flags (minus the ones they override).
+      const argv = process.argv.slice(2).filter((_, i, a) => !['--train-seeds', '--stage', '--jobs', '--progress'].includes(a[i]) && !['--train-seeds', '--stage', '--jobs', '--progress'].includes(a[i - 1]));
+      await reproducePushTState(o, f.stage as 'all', argv);
+    });
+}
