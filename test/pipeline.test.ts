@@ -1,0 +1,56 @@
+/**
+ * The main job and the reproduction recipe end to end, on tiny settings: every stage runs,
+ * the table has every row, and a finished recipe is not redone when run again.
+ */
+import { describe, expect, it } from 'vitest';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { onedp } from './helpers/cli.js';
+
+const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-pipeline-'));
+const TINY = ['--episodes', '2', '--train-steps', '6', '--distill-steps', '2', '--down-dims', '16,32', '--test-seeds', '100000:100002', '--progress', 'none'];
+
+describe('onedp quickstart and reproduce', () => {
+  it('quickstart runs every stage and prints the table', async () => {
+    const runs = await tmp();
+    const r = onedp(['quickstart', '--name', 'tiny', '--runs', runs, ...TINY], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    for (const m of ['DP (DDPM) | 100', 'DP (DDIM) | 10', 'DP (DDIM, 1 step) | 1', 'OneDP-D | 1', 'OneDP-S | 1']) expect(r.stdout).toContain(`| ${m} |`);
+    const results = JSON.parse(await fs.readFile(path.join(runs, 'tiny', 'results.json'), 'utf8'));
+    expect(results.rows).toHaveLength(5);
+    expect(Object.keys(results.episodes)).toHaveLength(5);
+    expect(await fs.readFile(path.join(runs, 'tiny', 'report.md'), 'utf8')).toContain('| OneDP-S | 1 |');
+  });
+
+  it('reproduce trains seeds in parallel processes, aggregates them, and reuses finished stages', async () => {
+    const out = path.join(await tmp(), 'rep');
+    const args = ['reproduce', 'pusht-state', '--out', out, '--teachers', 'ddpm', '--train-seeds', '0,1', '--jobs', '2', '--latency-reps', '2', ...TINY];
+    const r = onedp(args, { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\| OneDP-S \| DDPM \| 1 \| [\d.]+ \+- [\d.]+ \([\d.]+\) \| [\d.]+ \/ [\d.]+ \|/);
+    for (const seed of [0, 1]) {
+      const evals = await fs.readdir(path.join(out, `seed-${seed}`, 'ddpm', 'eval'));
+      expect(evals.sort()).toEqual(['dp-ddim-1.json', 'dp-ddim-10.json', 'dp-ddpm-100.json', 'onedp-d.json', 'onedp-s.json']);
+    }
+    const timing = await fs.readFile(path.join(out, 'seed-0', 'ddpm', 'timing.json'), 'utf8');
+    const again = onedp(args, { timeoutMs: 300_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/pre-training|distilling/);
+    expect(await fs.readFile(path.join(out, 'seed-0', 'ddpm', 'timing.json'), 'utf8')).toBe(timing);
+    const results = JSON.parse(await fs.readFile(path.join(out, 'results.json'), 'utf8'));
+    expect(results.rows.map((x: { method: string }) => x.method)).toEqual(['DP (DDPM)', 'DP (DDIM)', 'DP (DDIM, 1 step)', 'OneDP-D', 'OneDP-S']);
+  });
+
+  it('reproduce rejects unknown experiments, stages and teachers', () => {
+    const bad = (args: string[], pattern: RegExp) => {
+      const r = onedp(['reproduce', ...args]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(pattern);
+    };
+    bad(['pusht-3d'], /unknown experiment "pusht-3d"; available: pusht-state/);
+    bad(['pusht-state', '--stage', 'train'], /--stage must be all, seed or report/);
+    bad(['pusht-state', '--teachers', 'ddim'], /--teachers: "ddim" is not ddpm or edm/);
+    bad(['pusht-state', '--test-seeds', '9:3'], /--test-seeds: seed range 9:3 is empty/);
+  });
+});
