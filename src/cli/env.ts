@@ -1,32 +1,12 @@
 /** `onedp collect pusht` and `onedp render`. */
 import type { Command } from 'commander';
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { collectPushT } from '../envs/collect.js';
 import { PushTEnv } from '../envs/pusht.js';
 import { PushTExpert } from '../envs/expert.js';
 import { writeReplayBuffer } from '../data/zarr.js';
+import { writePngStrip } from '../io/png.js';
 import { UsageError, parseIntFlag } from './errors.js';
 import { resolvePath } from './commands.js';
-
-/** Encodes RGB frames laid side by side as a PNG, through @napi-rs/canvas. */
-export async function writePngStrip(file: string, frames: Uint8Array[], size: number): Promise<void> {
-  const { createCanvas } = await import('@napi-rs/canvas');
-  const canvas = createCanvas(size * frames.length, size);
-  const ctx = canvas.getContext('2d');
-  frames.forEach((rgb, k) => {
-    const img = ctx.createImageData(size, size);
-    for (let i = 0; i < size * size; i++) {
-      img.data[4 * i] = rgb[3 * i];
-      img.data[4 * i + 1] = rgb[3 * i + 1];
-      img.data[4 * i + 2] = rgb[3 * i + 2];
-      img.data[4 * i + 3] = 255;
-    }
-    ctx.putImageData(img, k * size, 0);
-  });
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  await fs.writeFile(file, canvas.toBuffer('image/png'));
-}
 
 export function registerEnvCommands(program: Command): void {
   program

@@ -1,4 +1,4 @@
-/** `onedp eval`: success, score and latency of any policy checkpoint on PushT. */
+/** `onedp eval`: success, score, completion time and latency of any policy checkpoint on PushT. */
 import type { Command } from 'commander';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -6,11 +6,67 @@ import { initEngine } from '../engine/index.js';
 import { loadPolicy } from '../policy/load.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSampler } from '../diffusion/index.js';
-import { parseSeedRange } from '../eval/harness.js';
+import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
 import { evaluatePushT } from '../eval/pusht.js';
+import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
+import { encodeGif } from '../io/gif.js';
+import { rgbToRgba, writePngStrip } from '../io/png.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import { UsageError, parseIntFlag } from './errors.js';
 import { resolvePath } from './commands.js';
+
+/** Side of rendered episode frames, and frames in a PNG strip. */
+const RENDER_SIZE = 128;
+const STRIP_FRAMES = 8;
+
+interface EvalFlags {
+  policy: string;
+  env: string;
+  seeds: string;
+  sampler?: string;
+  batch: string;
+  maxSteps: string;
+  out?: string;
+  realtime?: boolean;
+  latency?: string;
+  fill?: string;
+  align?: string;
+  perturb: string;
+  render?: string;
+}
+
+/** The real-time settings from the flags; they make sense only together with --realtime. */
+export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | 'fill' | 'align'>): RealtimeOptions | undefined {
+  if (!f.realtime) {
+    for (const [flag, v] of [['latency', f.latency], ['fill', f.fill], ['align', f.align]] as const) {
+      if (v !== undefined) throw new UsageError(`--${flag} applies only with --realtime`);
+    }
+    return undefined;
+  }
+  let latency: RealtimeOptions['latency'];
+  try {
+    latency = parseLatencyModel(f.latency ?? 'measured');
+  } catch (e) {
+    throw new UsageError(`--${(e as Error).message}`);
+  }
+  const fill = f.fill ?? 'previous';
+  if (fill !== 'previous' && fill !== 'hold') throw new UsageError(`--fill must be previous or hold, got "${fill}"`);
+  const align = f.align ?? 'skip';
+  if (align !== 'skip' && align !== 'shift') throw new UsageError(`--align must be skip or shift, got "${align}"`);
+  return { latency, fill: fill as FillMode, align: align as ChunkAlignment };
+}
+
+/** n items spread evenly from first to last (all of them when there are fewer). */
+function evenlySpaced<T>(xs: T[], n: number): T[] {
+  if (xs.length <= n) return xs;
+  return Array.from({ length: n }, (_, k) => xs[Math.round((k * (xs.length - 1)) / (n - 1))]);
+}
+
+function episodeLine(e: EpisodeResult): string {
+  const done = e.success ? ` success at step ${e.stepsToSuccess} (${e.completionSeconds} s)` : '';
+  const moved = e.perturbations !== undefined ? `, ${e.perturbations} perturbation${e.perturbations === 1 ? '' : 's'}` : '';
+  return `seed ${e.seed}: score ${e.score.toFixed(3)}${done}${moved}\n`;
+}
 
 export function registerEvalCommand(program: Command): void {
   program
@@ -21,8 +77,15 @@ export function registerEvalCommand(program: Command): void {
     .option('--seeds <A:B>', 'test seeds, B exclusive', '100000:100050')
     .option('--sampler <name>', 'for diffusion policies: ddpm, ddim-N or edm-N (default: the training schedule)')
     .option('--batch <n>', 'episodes stepped together', '25')
+    .option('--max-steps <n>', 'steps per episode at most', '300')
     .option('--out <dir>', 'write episodes.json and summary.json here')
-    .action(async (f: { policy: string; env: string; seeds: string; sampler?: string; batch: string; out?: string }) => {
+    .option('--realtime', 'keep the simulation running at 10 Hz while the policy computes')
+    .option('--latency <mode>', 'with --realtime: measured (wall clock of each call at batch 1; varies from run to run) or nfe:<ms> per network evaluation, nfe:<ms>+<ms> adding a cost for the observation (reproducible); default measured')
+    .option('--fill <mode>', 'with --realtime, while waiting for a chunk: previous (keep following the last chunk) or hold (stay put); default previous')
+    .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
+    .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
+    .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
+    .action(async (f: EvalFlags) => {
       if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);
       let seeds: number[];
       try {
@@ -31,6 +94,13 @@ export function registerEvalCommand(program: Command): void {
         throw new UsageError(`--seeds: ${(e as Error).message}`);
       }
       const batch = parseIntFlag('batch', f.batch);
+      const maxSteps = parseIntFlag('max-steps', f.maxSteps);
+      const realtime = parseRealtimeFlags(f);
+      if (!/^[012]$/.test(f.perturb.trim())) throw new UsageError(`--perturb must be 0, 1 or 2, got "${f.perturb}"`);
+      const perturb = Number(f.perturb);
+      const render = f.render === undefined ? 0 : parseIntFlag('render', f.render);
+      if (render > 0 && !f.out) throw new UsageError('--render needs --out <dir> to write the frames to');
+
       await initEngine();
       const policy = await loadPolicy(resolvePath(f.policy));
       if (f.sampler) {
@@ -40,10 +110,17 @@ export function registerEvalCommand(program: Command): void {
       if (policy instanceof DiffusionPolicy && policy.config.obsDim !== 20) {
         throw new UsageError(`${f.policy}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
       }
+      const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
       const res = evaluatePushT(policy, {
         seeds,
         batchSize: batch,
-        onEpisode: (e) => process.stderr.write(`seed ${e.seed}: score ${e.score.toFixed(3)}${e.success ? ` success at step ${e.stepsToSuccess}` : ''}\n`),
+        maxSteps,
+        realtime,
+        perturb,
+        onStep: (i, env) => {
+          if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
+        },
+        onEpisode: (e) => process.stderr.write(episodeLine(e)),
       });
       const summary = {
         policy: f.policy,
@@ -51,10 +128,14 @@ export function registerEvalCommand(program: Command): void {
         sampler: policy instanceof DiffusionPolicy ? policy.sampler.toJSON() : null,
         seeds: f.seeds,
         episodes: res.episodes.length,
+        maxSteps,
+        perturb,
         meanScore: res.meanScore,
         stdScore: res.stdScore,
         successRate: res.successRate,
         meanStepsToSuccess: res.meanStepsToSuccess,
+        meanCompletionSeconds: res.meanCompletionSeconds,
+        realtime: res.realtime,
         latency: res.latency,
         wallSeconds: res.wallSeconds,
       };
@@ -63,6 +144,15 @@ export function registerEvalCommand(program: Command): void {
         await fs.mkdir(dir, { recursive: true });
         await writeFileAtomic(path.join(dir, 'episodes.json'), JSON.stringify(res.episodes, null, 1));
         await writeFileAtomic(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
+        for (let i = 0; i < frames.length; i++) {
+          const all = frames[i];
+          const base = path.join(dir, 'episodes', `seed-${seeds[i]}`);
+          await writePngStrip(`${base}.png`, evenlySpaced(all, STRIP_FRAMES), RENDER_SIZE);
+          // One GIF frame per control step, shown at the 10 Hz the simulation runs at.
+          const gif = encodeGif(all.map((rgb) => ({ width: RENDER_SIZE, height: RENDER_SIZE, rgba: rgbToRgba(rgb) })), { delayMs: 100 });
+          await writeFileAtomic(`${base}.gif`, gif);
+          process.stderr.write(`rendered seed ${seeds[i]}: ${path.relative(process.cwd(), base)}.png, .gif (${all.length} frames)\n`);
+        }
       }
       console.log(JSON.stringify(summary, null, 1));
     });

@@ -43,3 +43,11 @@ export {
   type ExpertOptions,
   type RolloutOptions,
 } from './expert.js';
+export {
+  PerturbedPushTEnv,
+  agentGap,
+  type PerturbOptions,
+  type PerturbationEvent,
+  type PerturbedInfo,
+  type PerturbedStepResult,
+} from './perturbed.js';

@@ -2,7 +2,8 @@
  * Evaluating a policy the same way for every method: receding-horizon control (observe To
  * steps, predict a chunk, execute Ta actions, repeat) on seeded episodes. Episodes run in
  * lockstep batches for speed, each with its own noise generator, so an episode's result does
- * not depend on the batch it ran in.
+ * not depend on the batch it ran in. The simulation waits for the policy here, so inference takes
+ * no simulated time; `evaluateRealtime` (realtime.ts) is the variant where it keeps running.
  */
 import type { Policy, ObservationBatch } from '../policy/types.js';
 import { Rng } from '../util/rng.js';
@@ -10,12 +11,22 @@ import { Rng } from '../util/rng.js';
 /** The environment surface the harness needs. */
 export interface EvalEnv {
   reset(seed: number): unknown;
-  step(action: [number, number]): { observation: unknown; reward: number; terminated: boolean; truncated: boolean; info: { coverage: number } };
+  step(action: [number, number]): {
+    observation: unknown;
+    reward: number;
+    terminated: boolean;
+    truncated: boolean;
+    /** `perturbations`: how often the environment moved the task on its own (perturbed variants). */
+    info: { coverage: number; perturbations?: number };
+  };
 }
 
-export interface EvalOptions {
+/** PushT's control period: 10 Hz. */
+export const CONTROL_PERIOD_MS = 100;
+
+export interface EvalOptions<E extends EvalEnv = EvalEnv> {
   policy: Policy;
-  makeEnv: () => EvalEnv;
+  makeEnv: () => E;
   /** Turns an environment observation into the policy's per-step observation values. */
   observe: (obs: unknown) => Float32Array;
   seeds: number[];
@@ -25,6 +36,13 @@ export interface EvalOptions {
   /** Seed of the policy's noise; episode i uses Rng(noiseSeed ^ seed_i). */
   noiseSeed?: number;
   onEpisode?: (r: EpisodeResult) => void;
+  /**
+   * Called after each reset (step 0) and after every environment step, with the episode's index
+   * in `seeds`: the hook for recording frames without the harness knowing how to render.
+   */
+  onStep?: (episode: number, env: E, step: number) => void;
+  /** Simulated time per environment step, for `completionSeconds` (default 100 ms). */
+  controlPeriodMs?: number;
 }
 
 export interface EpisodeResult {
@@ -36,8 +54,15 @@ export interface EpisodeResult {
   stepsToSuccess: number | null;
   steps: number;
   finalCoverage: number;
+  /**
+   * Simulated seconds until success (steps x control period), or null. Here that excludes
+   * inference, which the simulation waits for; in real-time evaluation it includes it.
+   */
+  completionSeconds: number | null;
   /** Policy calls made. */
   predictions: number;
+  /** Perturbations the environment applied, when it reports them. */
+  perturbations?: number;
 }
 
 export interface EvalSummary {
@@ -46,6 +71,8 @@ export interface EvalSummary {
   stdScore: number;
   successRate: number;
   meanStepsToSuccess: number | null;
+  /** Mean simulated seconds to success over the successful episodes. */
+  meanCompletionSeconds: number | null;
   wallSeconds: number;
 }
 
@@ -65,11 +92,22 @@ export function summarize(episodes: EpisodeResult[], wallSeconds: number): EvalS
     stdScore,
     successRate: succ.length / Math.max(1, episodes.length),
     meanStepsToSuccess: succ.length ? succ.reduce((a, e) => a + (e.stepsToSuccess ?? 0), 0) / succ.length : null,
+    meanCompletionSeconds: succ.length ? succ.reduce((a, e) => a + (e.completionSeconds ?? 0), 0) / succ.length : null,
     wallSeconds,
   };
 }
 
-export function evaluate(opts: EvalOptions): EvalSummary {
+/** Simulated seconds for a step count; divided last so 37 steps read 3.7, not 3.7000000000000006. */
+export function simulatedSeconds(steps: number, controlPeriodMs = CONTROL_PERIOD_MS): number {
+  return (steps * controlPeriodMs) / 1000;
+}
+
+/** The per-episode noise generator, shared with the real-time harness so both draw the same noise. */
+export function episodeRng(noiseSeed: number | undefined, seed: number): Rng {
+  return new Rng(((noiseSeed ?? 0) ^ (seed * 2654435761)) >>> 0);
+}
+
+export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
   const started = performance.now();
   const { policy, seeds } = opts;
   const batchSize = opts.batchSize ?? 25;
@@ -79,11 +117,12 @@ export function evaluate(opts: EvalOptions): EvalSummary {
   for (let start = 0; start < seeds.length; start += batchSize) {
     const group = seeds.slice(start, start + batchSize);
     const envs = group.map(() => opts.makeEnv());
-    const rngs = group.map((s) => new Rng(((opts.noiseSeed ?? 0) ^ (s * 2654435761)) >>> 0));
+    const rngs = group.map((s) => episodeRng(opts.noiseSeed, s));
     const state = group.map((seed, i) => {
       const first = opts.observe(envs[i].reset(seed));
+      opts.onStep?.(start + i, envs[i], 0);
       // The history starts as copies of the first observation, as the reference's wrapper does.
-      return { seed, hist: Array.from({ length: to }, () => first), done: false, score: 0, success: false, stepsToSuccess: null as number | null, steps: 0, coverage: 0, predictions: 0 };
+      return { seed, hist: Array.from({ length: to }, () => first), done: false, score: 0, success: false, stepsToSuccess: null as number | null, steps: 0, coverage: 0, predictions: 0, perturbations: undefined as number | undefined };
     });
     while (state.some((s) => !s.done)) {
       const active = state.map((s, i) => [s, i] as const).filter(([s]) => !s.done);
@@ -99,7 +138,9 @@ export function evaluate(opts: EvalOptions): EvalSummary {
           s.steps++;
           s.score = Math.max(s.score, r.reward);
           s.coverage = r.info.coverage;
+          s.perturbations = r.info.perturbations;
           s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
+          opts.onStep?.(start + i, envs[i], s.steps);
           if (r.terminated && !s.success) {
             s.success = true;
             s.stepsToSuccess = s.steps;
@@ -112,13 +153,40 @@ export function evaluate(opts: EvalOptions): EvalSummary {
       });
     }
     for (const s of state) {
-      const r: EpisodeResult = { seed: s.seed, score: s.score, success: s.success, stepsToSuccess: s.stepsToSuccess, steps: s.steps, finalCoverage: s.coverage, predictions: s.predictions };
+      const r = episodeResult(s, opts.controlPeriodMs);
       results.push(r);
       opts.onEpisode?.(r);
     }
   }
   results.sort((a, b) => a.seed - b.seed);
   return summarize(results, (performance.now() - started) / 1000);
+}
+
+/** What both harnesses track per episode to report it. */
+export interface EpisodeTally {
+  seed: number;
+  score: number;
+  success: boolean;
+  stepsToSuccess: number | null;
+  steps: number;
+  coverage: number;
+  predictions: number;
+  perturbations: number | undefined;
+}
+
+export function episodeResult(s: EpisodeTally, controlPeriodMs?: number): EpisodeResult {
+  const r: EpisodeResult = {
+    seed: s.seed,
+    score: s.score,
+    success: s.success,
+    stepsToSuccess: s.stepsToSuccess,
+    completionSeconds: s.stepsToSuccess === null ? null : simulatedSeconds(s.stepsToSuccess, controlPeriodMs),
+    steps: s.steps,
+    finalCoverage: s.coverage,
+    predictions: s.predictions,
+  };
+  if (s.perturbations !== undefined) r.perturbations = s.perturbations;
+  return r;
 }
 
 export interface LatencyResult {

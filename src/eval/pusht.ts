@@ -1,7 +1,9 @@
 /** Evaluation on PushT with low-dimensional observations (keypoints + agent position). */
 import { PushTEnv } from '../envs/pusht.js';
+import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
 import type { Policy } from '../policy/types.js';
-import { evaluate, measureLatency, type EvalSummary, type LatencyResult } from './harness.js';
+import { evaluate, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult } from './harness.js';
+import { evaluateRealtime, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** The policy's 20-D observation: 9 block keypoints then the agent position, as in the datasets. */
 export function keypointObs(obs: unknown): Float32Array {
@@ -10,29 +12,60 @@ export function keypointObs(obs: unknown): Float32Array {
   return Float32Array.from(o);
 }
 
+/** The agent position in a keypoint observation (its last two values). */
+export function keypointAgentPosition(obs: Float32Array): [number, number] {
+  return [obs[18], obs[19]];
+}
+
 export interface PushTEvalOptions {
   seeds: number[];
   batchSize?: number;
   noiseSeed?: number;
-  onEpisode?: Parameters<typeof evaluate>[0]['onEpisode'];
+  maxSteps?: number;
+  onEpisode?: EvalOptions['onEpisode'];
+  /** Per-step hook (after reset and each step), e.g. to render frames. */
+  onStep?: (episode: number, env: PushTEnv<'keypoints'>, step: number) => void;
   /** Batch-1 latency repetitions (0 to skip). */
   latencyReps?: number;
+  /** Run in real time: the simulation advances while the policy computes. */
+  realtime?: RealtimeOptions;
+  /** Move the block when the agent comes close: a count (0 for the plain task) or full options. */
+  perturb?: number | PerturbOptions;
 }
 
 export interface PushTEvalResult extends EvalSummary {
   latency: LatencyResult | null;
+  /** The real-time settings and aggregate delays, when run in real time. */
+  realtime: RealtimeSummary['realtime'] | null;
+}
+
+export function makePushTEnv(perturb: number | PerturbOptions = 0): PushTEnv<'keypoints'> {
+  const p = typeof perturb === 'number' ? { count: perturb } : perturb;
+  if ((p.count ?? 1) === 0) return new PushTEnv({ obsType: 'keypoints' });
+  return new PerturbedPushTEnv({ obsType: 'keypoints', perturb: p });
 }
 
 export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
-  const summary = evaluate({
+  const common: EvalOptions<PushTEnv<'keypoints'>> = {
     policy,
-    makeEnv: () => new PushTEnv({ obsType: 'keypoints' }),
+    makeEnv: () => makePushTEnv(opts.perturb),
     observe: keypointObs,
     seeds: opts.seeds,
     batchSize: opts.batchSize,
     noiseSeed: opts.noiseSeed,
+    maxSteps: opts.maxSteps,
     onEpisode: opts.onEpisode,
-  });
+    onStep: opts.onStep,
+  };
+  let summary: EvalSummary;
+  let realtime: PushTEvalResult['realtime'] = null;
+  if (opts.realtime) {
+    const rt = evaluateRealtime({ ...common, realtime: { agentPosition: keypointAgentPosition, ...opts.realtime } });
+    summary = rt;
+    realtime = rt.realtime;
+  } else {
+    summary = evaluate(common);
+  }
   let latency: LatencyResult | null = null;
   if ((opts.latencyReps ?? 10) > 0) {
     // Real observation histories from the first test starts.
@@ -45,5 +78,5 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
     });
     latency = measureLatency(policy, hists, opts.latencyReps ?? 10);
   }
-  return { ...summary, latency };
+  return { ...summary, latency, realtime };
 }

@@ -1,0 +1,281 @@
+/**
+ * Real-time evaluation: the simulation keeps running at its control rate while the policy
+ * computes, as it would on a robot.
+ *
+ * The model, per episode, in control periods (100 ms for PushT):
+ *
+ * - At time t the policy is called on the observation history ending at t. Its latency L gives a
+ *   delay of d = ceil(L / period) periods (any latency above zero costs at least one period: the
+ *   action meant for time t cannot be applied at t).
+ * - During t .. t+d-1 the environment steps with the fill action: `previous` keeps following the
+ *   previous chunk past its executed window (its remaining predicted actions, still aligned with
+ *   the times they were predicted for; its last action once it runs out), `hold` commands the agent
+ *   to stay where it was observed at t. Before the first chunk both hold.
+ * - At t+d the chunk arrives. With `skip` (the default) it stays time-aligned: the chunk's actions
+ *   are stamped t, t+1, ..., so the d stale ones are dropped and only the rest of the executed
+ *   window [t, t+Ta) runs; if d >= Ta the single action stamped t+d runs (from the chunk beyond
+ *   the window when the chunk is long enough, else its last). This is what the reference's
+ *   real-robot evaluation does (it discards actions whose timestamps have passed). With `shift` the
+ *   whole window of Ta actions runs late, from t+d to t+d+Ta-1.
+ * - The next observation is taken when that window ends, so one inference is in flight at a time.
+ *
+ * With zero latency every chunk arrives at once and the schedule is exactly the ordinary
+ * harness's: the same batched calls on the same histories with the same noise, so the same
+ * episodes bit for bit.
+ *
+ * Latency is either measured (each call's obsEncodingMs + actionPredictionMs as the policy reports
+ * them; inherently not reproducible) or a fixed cost per network evaluation, perNfeMs * nfe + obsMs,
+ * which makes runs reproducible and lets one ask what a policy would score at a given speed. In
+ * measured mode every call runs at batch 1, so each episode is charged what a single robot with
+ * its own compute would wait: a batched call's time is neither one robot's latency nor, split
+ * evenly, a fair share on hardware that runs rows in parallel.
+ */
+import type { ObservationBatch, PolicyOutput } from '../policy/types.js';
+import type { Rng } from '../util/rng.js';
+import {
+  CONTROL_PERIOD_MS,
+  episodeResult,
+  episodeRng,
+  summarize,
+  type EpisodeResult,
+  type EpisodeTally,
+  type EvalEnv,
+  type EvalOptions,
+  type EvalSummary,
+} from './harness.js';
+
+export type LatencyModel =
+  /** Each call's reported wall-clock (encoding + action prediction). */
+  | { kind: 'measured' }
+  /** perNfeMs per network evaluation the call reports, plus obsMs for encoding the observation. */
+  | { kind: 'nfe'; perNfeMs: number; obsMs?: number };
+
+/** What the agent does while a chunk is being computed. */
+export type FillMode = 'previous' | 'hold';
+/** How a late chunk is executed: drop its stale actions (`skip`) or run all of it late (`shift`). */
+export type ChunkAlignment = 'skip' | 'shift';
+
+export interface RealtimeOptions {
+  latency: LatencyModel;
+  /** Default `previous`. */
+  fill?: FillMode;
+  /** Default `skip`. */
+  align?: ChunkAlignment;
+  /**
+   * Where the agent is, from one policy observation (for `hold`). Default: the last two values,
+   * the agent position at the end of PushT's 20-D keypoint observation.
+   */
+  agentPosition?: (obs: Float32Array) => [number, number];
+  /** Untimed calls before a measured run, so one-off compilation is not charged to an episode (default 1). */
+  warmupCalls?: number;
+}
+
+export interface RealtimeEpisodeResult extends EpisodeResult {
+  /** Mean latency of this episode's policy calls (ms). */
+  meanLatencyMs: number;
+  /** Mean delay of its chunks, in control periods. */
+  meanDelayPeriods: number;
+  /** Steps executed with the fill action while waiting for a chunk. */
+  fillSteps: number;
+}
+
+export interface RealtimeSummary extends EvalSummary {
+  episodes: RealtimeEpisodeResult[];
+  realtime: {
+    latency: LatencyModel;
+    fill: FillMode;
+    align: ChunkAlignment;
+    controlPeriodMs: number;
+    meanLatencyMs: number;
+    meanDelayPeriods: number;
+    /** Fraction of all environment steps spent on fill actions. */
+    fillFraction: number;
+  };
+}
+
+export interface RealtimeEvalOptions<E extends EvalEnv = EvalEnv> extends EvalOptions<E> {
+  realtime: RealtimeOptions;
+}
+
+/** Control periods a chunk arrives after its observation (a hair of tolerance for float sums). */
+export function delayPeriods(latencyMs: number, controlPeriodMs = CONTROL_PERIOD_MS): number {
+  if (!(latencyMs > 0)) return 0;
+  return Math.max(1, Math.ceil(latencyMs / controlPeriodMs - 1e-9));
+}
+
+export function callLatencyMs(model: LatencyModel, timing: PolicyOutput['timing']): number {
+  if (model.kind === 'measured') return timing.obsEncodingMs + timing.actionPredictionMs;
+  return model.perNfeMs * timing.nfe + (model.obsMs ?? 0);
+}
+
+/** Parses the CLI's `measured` or `nfe:<ms>` (optionally `nfe:<ms>+<obsMs>`). */
+export function parseLatencyModel(spec: string): LatencyModel {
+  const s = spec.trim();
+  if (s === 'measured') return { kind: 'measured' };
+  const m = /^nfe:(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?$/.exec(s);
+  if (!m) throw new Error(`latency must be measured or nfe:<ms per network evaluation>[+<ms for the observation>], got "${spec}"`);
+  return m[2] !== undefined ? { kind: 'nfe', perNfeMs: Number(m[1]), obsMs: Number(m[2]) } : { kind: 'nfe', perNfeMs: Number(m[1]) };
+}
+
+/** Actions stamped from `origin` on; `end` is when the executed window closes. */
+interface Plan {
+  actions: number[][];
+  origin: number;
+  end: number;
+}
+
+interface Pending {
+  actions: number[][];
+  obsTime: number;
+  arrival: number;
+  window: number;
+}
+
+interface EpisodeState<E> extends EpisodeTally {
+  index: number;
+  env: E;
+  rng: Rng;
+  hist: Float32Array[];
+  done: boolean;
+  plan: Plan | null;
+  pending: Pending | null;
+  /** Time of the next policy call, or -1 while one is in flight. */
+  nextCall: number;
+  hold: [number, number];
+  latencies: number[];
+  delays: number[];
+  fillSteps: number;
+}
+
+function actionAt(plan: Plan, t: number): number[] {
+  const k = Math.min(Math.max(t - plan.origin, 0), plan.actions.length - 1);
+  return plan.actions[k];
+}
+
+function lastTwo(obs: Float32Array): [number, number] {
+  return [obs[obs.length - 2], obs[obs.length - 1]];
+}
+
+export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>): RealtimeSummary {
+  const started = performance.now();
+  const { policy, seeds } = opts;
+  const rt = opts.realtime;
+  const fill = rt.fill ?? 'previous';
+  const align = rt.align ?? 'skip';
+  const period = opts.controlPeriodMs ?? CONTROL_PERIOD_MS;
+  const agentPosition = rt.agentPosition ?? lastTwo;
+  if (rt.latency.kind === 'nfe' && !(rt.latency.perNfeMs >= 0 && (rt.latency.obsMs ?? 0) >= 0)) {
+    throw new Error(`real-time latency costs must be >= 0, got ${JSON.stringify(rt.latency)}`);
+  }
+  const measured = rt.latency.kind === 'measured';
+  const batchSize = opts.batchSize ?? 25;
+  const maxSteps = opts.maxSteps ?? 300;
+  const to = policy.nObsSteps;
+  const results: RealtimeEpisodeResult[] = [];
+  let warmed = !measured;
+
+  for (let start = 0; start < seeds.length; start += batchSize) {
+    const group = seeds.slice(start, start + batchSize);
+    const state: EpisodeState<E>[] = group.map((seed, i) => {
+      const env = opts.makeEnv();
+      const first = opts.observe(env.reset(seed));
+      opts.onStep?.(start + i, env, 0);
+      return {
+        seed, index: start + i, env, rng: episodeRng(opts.noiseSeed, seed),
+        hist: Array.from({ length: to }, () => first),
+        done: false, score: 0, success: false, stepsToSuccess: null, steps: 0, coverage: 0, predictions: 0, perturbations: undefined,
+        plan: null, pending: null, nextCall: 0, hold: agentPosition(first), latencies: [], delays: [], fillSteps: 0,
+      };
+    });
+    if (!warmed) {
+      const h = flatHistories([state[0]], to);
+      for (let w = 0; w < (rt.warmupCalls ?? 1); w++) policy.predictAction(h, { seed: w });
+      warmed = true;
+    }
+
+    // Every active episode steps once per tick, so an episode's step count is the tick.
+    for (let t = 0; state.some((s) => !s.done); t++) {
+      const callers = state.filter((s) => !s.done && s.nextCall === t);
+      for (const rows of measured ? callers.map((s) => [s]) : callers.length ? [callers] : []) {
+        const out = policy.predictAction(flatHistories(rows, to), { rngs: rows.map((s) => s.rng) });
+        const latency = callLatencyMs(rt.latency, out.timing);
+        rows.forEach((s, b) => {
+          const d = delayPeriods(latency, period);
+          const window = out.actions[b].length;
+          s.predictions++;
+          s.latencies.push(latency);
+          s.delays.push(d);
+          // The executed window, then the rest of the predicted chunk, all stamped from t on.
+          s.pending = { actions: [...out.actions[b], ...out.chunk[b].slice(to - 1 + window)], obsTime: t, arrival: t + d, window };
+          s.hold = agentPosition(s.hist[to - 1]);
+          s.nextCall = -1;
+        });
+      }
+      for (const s of state) {
+        if (s.done) continue;
+        const p = s.pending;
+        if (p && p.arrival <= t) {
+          s.plan = align === 'shift' ? { actions: p.actions, origin: t, end: t + p.window } : { actions: p.actions, origin: p.obsTime, end: Math.max(p.obsTime + p.window, t + 1) };
+          s.pending = null;
+          s.nextCall = s.plan.end;
+        }
+        let a: number[];
+        if (s.plan && t < s.plan.end) {
+          a = actionAt(s.plan, t);
+        } else {
+          s.fillSteps++;
+          a = fill === 'previous' && s.plan ? actionAt(s.plan, t) : s.hold;
+        }
+        const r = s.env.step([a[0], a[1]]);
+        s.steps++;
+        s.score = Math.max(s.score, r.reward);
+        s.coverage = r.info.coverage;
+        s.perturbations = r.info.perturbations;
+        s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
+        opts.onStep?.(s.index, s.env, s.steps);
+        if (r.terminated && !s.success) {
+          s.success = true;
+          s.stepsToSuccess = s.steps;
+        }
+        if (r.terminated || r.truncated || s.steps >= maxSteps) s.done = true;
+      }
+    }
+    for (const s of state) {
+      const r: RealtimeEpisodeResult = {
+        ...episodeResult(s, period),
+        meanLatencyMs: mean(s.latencies),
+        meanDelayPeriods: mean(s.delays),
+        fillSteps: s.fillSteps,
+      };
+      results.push(r);
+      opts.onEpisode?.(r);
+    }
+  }
+  results.sort((a, b) => a.seed - b.seed);
+  const base = summarize(results, (performance.now() - started) / 1000);
+  const calls = results.reduce((a, e) => a + e.predictions, 0);
+  return {
+    ...base,
+    episodes: results,
+    realtime: {
+      latency: rt.latency,
+      fill,
+      align,
+      controlPeriodMs: period,
+      meanLatencyMs: results.reduce((a, e) => a + e.meanLatencyMs * e.predictions, 0) / Math.max(1, calls),
+      meanDelayPeriods: results.reduce((a, e) => a + e.meanDelayPeriods * e.predictions, 0) / Math.max(1, calls),
+      fillFraction: results.reduce((a, e) => a + e.fillSteps, 0) / Math.max(1, results.reduce((a, e) => a + e.steps, 0)),
+    },
+  };
+}
+
+function flatHistories(rows: { hist: Float32Array[] }[], to: number): ObservationBatch {
+  const dim = rows[0].hist[0].length;
+  const flat = new Float32Array(rows.length * to * dim);
+  rows.forEach((s, b) => s.hist.forEach((h, k) => flat.set(h, (b * to + k) * dim)));
+  return { batch: rows.length, data: { obs: flat } };
+}
+
+function mean(xs: number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+}
