@@ -1,46 +1,87 @@
-/** `onedp distill`: a one-step OneDP policy from a trained diffusion policy. */
+/** `onedp distill`: a one-step OneDP policy (or the Consistency Policy baseline) from a trained diffusion policy. */
 import type { Command } from 'commander';
 import { initEngine } from '../engine/index.js';
 import { openDataset } from '../data/load.js';
 import { defaultObsSpec, lowdimBuffer } from '../data/obs_spec.js';
 import { loadDiffusionPolicy } from '../policy/load.js';
+import type { DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { distillOneDp, DEFAULT_DISTILL_CONFIG, type DistillConfig } from '../distill/distill.js';
+import { distillConsistency, DEFAULT_CONSISTENCY_CONFIG, type ConsistencyConfig } from '../distill/consistency.js';
 import { UsageError, parseFloatFlag, parseIntFlag } from './errors.js';
 import { resolvePath } from './commands.js';
+
+interface DistillFlags {
+  teacher: string;
+  out: string;
+  method: string;
+  dataset?: string;
+  steps?: string;
+  batchSize?: string;
+  lrGenerator?: string;
+  lrScore?: string;
+  lr?: string;
+  dropout?: string;
+  seed: string;
+  progress: string;
+}
 
 export function registerDistillCommand(program: Command): void {
   program
     .command('distill')
-    .description('distil a trained diffusion policy into a one-step policy (OneDP-S or OneDP-D)')
+    .description('distil a trained diffusion policy into a one-step policy (OneDP-S, OneDP-D) or a Consistency Policy (cp, EDM teachers)')
     .requiredOption('--teacher <ckpt>', 'diffusion-policy checkpoint or run directory')
     .requiredOption('--out <dir>', 'output run directory')
-    .option('--method <m>', 'onedp-s or onedp-d', 'onedp-s')
+    .option('--method <m>', 'onedp-s, onedp-d or cp (Consistency Policy baseline)', 'onedp-s')
     .option('--dataset <path>', 'training data (default: the teacher\'s dataset)')
     .option('--steps <n>', `distillation steps (default ${DEFAULT_DISTILL_CONFIG.steps})`)
     .option('--batch-size <n>', `batch size (default ${DEFAULT_DISTILL_CONFIG.batchSize})`)
-    .option('--lr-generator <x>', `generator learning rate (default ${DEFAULT_DISTILL_CONFIG.lrGenerator}; paper 1e-6)`)
-    .option('--lr-score <x>', `score-network learning rate (default ${DEFAULT_DISTILL_CONFIG.lrScore}; paper 2e-5)`)
+    .option('--lr-generator <x>', `OneDP generator learning rate (default ${DEFAULT_DISTILL_CONFIG.lrGenerator}; paper 1e-6)`)
+    .option('--lr-score <x>', `OneDP score-network learning rate (default ${DEFAULT_DISTILL_CONFIG.lrScore}; paper 2e-5)`)
+    .option('--lr <x>', `cp: student learning rate (default ${DEFAULT_CONSISTENCY_CONFIG.lr}, AdamW betas 0.95/0.999)`)
+    .option('--dropout <x>', `cp: student dropout (default ${DEFAULT_CONSISTENCY_CONFIG.dropout})`)
     .option('--seed <n>', 'seed', '0')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
-    .action(async (f: { teacher: string; out: string; method: string; dataset?: string; steps?: string; batchSize?: string; lrGenerator?: string; lrScore?: string; seed: string; progress: string }) => {
-      if (f.method !== 'onedp-s' && f.method !== 'onedp-d') throw new UsageError(`--method must be onedp-s or onedp-d, got "${f.method}"`);
-      const config: Partial<DistillConfig> & { method: 'onedp-s' | 'onedp-d' } = { method: f.method, seed: parseIntFlag('seed', f.seed, 0) };
-      if (f.steps) config.steps = parseIntFlag('steps', f.steps);
-      if (f.batchSize) config.batchSize = parseIntFlag('batch-size', f.batchSize);
-      if (f.lrGenerator) config.lrGenerator = parseFloatFlag('lr-generator', f.lrGenerator, { min: 0, exclusiveMin: true });
-      if (f.lrScore) config.lrScore = parseFloatFlag('lr-score', f.lrScore, { min: 0, exclusiveMin: true });
+    .action(async (f: DistillFlags) => {
+      if (f.method !== 'onedp-s' && f.method !== 'onedp-d' && f.method !== 'cp') throw new UsageError(`--method must be onedp-s, onedp-d or cp, got "${f.method}"`);
+      const isCp = f.method === 'cp';
+      const misplaced = isCp ? [f.lrGenerator && '--lr-generator', f.lrScore && '--lr-score'] : [f.lr && '--lr', f.dropout && '--dropout'];
+      const bad = misplaced.filter(Boolean);
+      if (bad.length) throw new UsageError(`${bad.join(', ')} ${bad.length > 1 ? 'do' : 'does'} not apply to --method ${f.method}`);
+      const seed = parseIntFlag('seed', f.seed, 0);
+      const cpConfig: Partial<ConsistencyConfig> = { seed };
+      const onedpConfig: Partial<DistillConfig> & { method: 'onedp-s' | 'onedp-d' } = { method: isCp ? 'onedp-s' : (f.method as 'onedp-s' | 'onedp-d'), seed };
+      const common = isCp ? cpConfig : onedpConfig;
+      if (f.steps) common.steps = parseIntFlag('steps', f.steps);
+      if (f.batchSize) common.batchSize = parseIntFlag('batch-size', f.batchSize);
+      if (f.lrGenerator) onedpConfig.lrGenerator = parseFloatFlag('lr-generator', f.lrGenerator, { min: 0, exclusiveMin: true });
+      if (f.lrScore) onedpConfig.lrScore = parseFloatFlag('lr-score', f.lrScore, { min: 0, exclusiveMin: true });
+      if (f.lr) cpConfig.lr = parseFloatFlag('lr', f.lr, { min: 0, exclusiveMin: true });
+      if (f.dropout) {
+        cpConfig.dropout = parseFloatFlag('dropout', f.dropout, { min: 0 });
+        if (cpConfig.dropout >= 1) throw new UsageError(`--dropout must be below 1, got "${f.dropout}"`);
+      }
       await initEngine();
       const teacherPath = resolvePath(f.teacher);
       const ck = await loadCheckpoint(teacherPath);
       if (ck.meta.kind !== 'diffusion-policy') throw new UsageError(`${ck.path}: is a ${JSON.stringify(ck.meta.kind)} checkpoint; --teacher needs a diffusion-policy checkpoint`);
+      const teacherNoise = (ck.meta.policyConfig as DiffusionPolicyConfig | undefined)?.noise?.kind;
+      if (isCp && teacherNoise !== 'edm') throw new UsageError(`${ck.path}: --method cp needs an EDM-trained teacher; this one was trained with ${String(teacherNoise).toUpperCase()} (train with --schedule edm)`);
       const prov = (ck.meta.provenance ?? {}) as { dataset?: string; obsSpec?: string };
       const datasetPath = f.dataset ?? prov.dataset;
       if (!datasetPath) throw new UsageError(`${ck.path}: does not record its dataset; pass --dataset`);
       const raw = await openDataset(datasetPath);
       const buffer = lowdimBuffer(raw, prov.obsSpec ?? defaultObsSpec(raw));
       const teacher = await loadDiffusionPolicy(ck.path);
-      const res = await distillOneDp({ teacher, buffer, config, outDir: resolvePath(f.out), progress: f.progress as 'auto', provenance: { teacher: ck.path, dataset: datasetPath, obsSpec: prov.obsSpec } });
+      const provenance = { teacher: ck.path, dataset: datasetPath, obsSpec: prov.obsSpec };
+      const outDir = resolvePath(f.out);
+      const progress = f.progress as 'auto';
+      if (isCp) {
+        const res = await distillConsistency({ teacher, buffer, config: cpConfig, outDir, progress, provenance });
+        console.log(JSON.stringify({ checkpoint: res.checkpoint, method: f.method, steps: res.ctmLosses.length, seconds: Number(res.wallSeconds.toFixed(1)) }));
+        return;
+      }
+      const res = await distillOneDp({ teacher, buffer, config: onedpConfig, outDir, progress, provenance });
       console.log(JSON.stringify({ checkpoint: res.checkpoint, method: f.method, steps: res.generatorLosses.length, seconds: Number(res.wallSeconds.toFixed(1)) }));
     });
 }

@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { initEngine } from '../engine/index.js';
-import { loadPolicy } from '../policy/load.js';
+import { applySampler, loadPolicy } from '../policy/load.js';
+import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
-import { parseSampler } from '../diffusion/index.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
 import { evaluatePushT } from '../eval/pusht.js';
 import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
@@ -75,7 +75,7 @@ export function registerEvalCommand(program: Command): void {
     .requiredOption('--policy <ckpt>', 'diffusion-policy or onedp checkpoint / run directory')
     .option('--env <name>', 'environment', 'pusht')
     .option('--seeds <A:B>', 'test seeds, B exclusive', '100000:100050')
-    .option('--sampler <name>', 'for diffusion policies: ddpm, ddim-N or edm-N (default: the training schedule)')
+    .option('--sampler <name>', 'diffusion policies: ddpm, ddim-N or edm-N (default: the training schedule); consistency policies: cp-1 or cp-3')
     .option('--batch <n>', 'episodes stepped together', '25')
     .option('--max-steps <n>', 'steps per episode at most', '300')
     .option('--out <dir>', 'write episodes.json and summary.json here')
@@ -104,10 +104,13 @@ export function registerEvalCommand(program: Command): void {
       await initEngine();
       const policy = await loadPolicy(resolvePath(f.policy));
       if (f.sampler) {
-        if (!(policy instanceof DiffusionPolicy)) throw new UsageError(`--sampler applies to diffusion policies; ${f.policy} is a one-step ${policy.kind} policy`);
-        policy.sampler = parseSampler(f.sampler, policy.config.noise.kind as 'ddpm' | 'edm');
+        try {
+          applySampler(policy, f.sampler);
+        } catch (e) {
+          throw new UsageError(`--sampler: ${(e as Error).message}`);
+        }
       }
-      if (policy instanceof DiffusionPolicy && policy.config.obsDim !== 20) {
+      if ((policy instanceof DiffusionPolicy || policy instanceof ConsistencyPolicy) && policy.config.obsDim !== 20) {
         throw new UsageError(`${f.policy}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
       }
       const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
@@ -125,7 +128,7 @@ export function registerEvalCommand(program: Command): void {
       const summary = {
         policy: f.policy,
         kind: policy.kind,
-        sampler: policy instanceof DiffusionPolicy ? policy.sampler.toJSON() : null,
+        sampler: policy instanceof DiffusionPolicy ? policy.sampler.toJSON() : policy instanceof ConsistencyPolicy ? { kind: 'cp', steps: policy.steps } : null,
         seeds: f.seeds,
         episodes: res.episodes.length,
         maxSteps,

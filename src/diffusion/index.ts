@@ -24,6 +24,7 @@ export function schedulerFromConfig(c: SchedulerConfig): NoiseScheduler {
  */
 export function parseSampler(name: string, training: 'ddpm' | 'edm'): NoiseScheduler {
   const m = /^(ddpm|ddim|edm)(?:[-:](\d+))?$/.exec(name.trim().toLowerCase());
+  if (!m && /^cp(?:[-:]\d+)?$/.test(name.trim().toLowerCase())) throw new Error(`sampler "${name}" applies to consistency-policy checkpoints; for this diffusion policy use ddpm, ddim-N or edm-N`);
   if (!m) throw new Error(`unknown sampler "${name}"; use ddpm, ddim-N or edm-N`);
   const kind = m[1];
   const n = m[2] ? Number(m[2]) : undefined;

@@ -5,6 +5,7 @@
 import { tf } from '../engine/index.js';
 import { Module, ModuleList, type BuildContext, buildContext } from './module.js';
 import { Conv1d, ConvTranspose1d, GroupNorm, Linear, mish, sinusoidalPosEmb } from './layers.js';
+import { Rng } from '../util/rng.js';
 
 export interface UnetConfig {
   /** Action dimension (channels of the sample). */
@@ -24,6 +25,11 @@ export interface UnetConfig {
    * zero so a warm-started network is unchanged. Default 0.
    */
   extraTimeInputs?: number;
+  /**
+   * Dropout rate inside every residual block (Consistency Policy uses 0.2), applied only in
+   * training mode. Default 0: no dropout and no random draws.
+   */
+  dropout?: number;
 }
 
 export const UNET_DEFAULTS: Omit<UnetConfig, 'inputDim' | 'globalCondDim'> = {
@@ -72,6 +78,26 @@ export class Conv1dBlock extends Module {
   }
 }
 
+/**
+ * Inverted dropout whose masks come from onedp's seeded RNG rather than the backend's, so a
+ * training run is reproducible on every backend. Shared by all blocks of one network.
+ */
+export class DropoutSource {
+  constructor(
+    readonly rate: number,
+    public rng: Rng,
+  ) {
+    if (!(rate >= 0 && rate < 1)) throw new Error(`dropout rate must be in [0, 1), got ${rate}`);
+  }
+
+  apply(x: tf.Tensor): tf.Tensor {
+    const keep = 1 - this.rate;
+    const u = this.rng.fillUniform(new Float32Array(x.size), 0, 1);
+    const mask = u.map((v) => (v < keep ? 1 / keep : 0));
+    return x.mul(tf.tensor(mask, x.shape));
+  }
+}
+
 export class ConditionalResidualBlock1D extends Module {
   private readonly blocks: ModuleList<Conv1dBlock>;
   private readonly condLinear: Linear;
@@ -85,6 +111,7 @@ export class ConditionalResidualBlock1D extends Module {
     nGroups: number,
     readonly predictScale: boolean,
     ctx: BuildContext,
+    private readonly dropout: DropoutSource | null = null,
   ) {
     super();
     this.blocks = this.child('blocks', new ModuleList<Conv1dBlock>());
@@ -98,7 +125,10 @@ export class ConditionalResidualBlock1D extends Module {
 
   /** x (B, L, in), cond (B, condDim) -> (B, L, out). */
   forward(x: tf.Tensor, cond: tf.Tensor): tf.Tensor {
+    const drop = this.training && this.dropout && this.dropout.rate > 0 ? this.dropout : null;
+    // Where the Consistency Policy reference drops: after the first conv block and on the output.
     let h = this.blocks.at(0).forward(x);
+    if (drop) h = drop.apply(h);
     const e = this.condLinear.forward(mish(cond));
     const b = e.shape[0];
     if (this.predictScale) {
@@ -109,7 +139,8 @@ export class ConditionalResidualBlock1D extends Module {
       h = h.add(e.reshape([b, 1, this.outC]));
     }
     h = this.blocks.at(1).forward(h);
-    return h.add(this.residualConv ? this.residualConv.forward(x) : x);
+    const out = h.add(this.residualConv ? this.residualConv.forward(x) : x);
+    return drop ? drop.apply(out) : out;
   }
 }
 
@@ -179,12 +210,17 @@ export class ConditionalUnet1D extends Module {
   private readonly up: Level[] = [];
   private readonly finalBlock: Conv1dBlock;
   private readonly finalConv: Conv1d;
+  /** The dropout masks' source (null without dropout); its `rng` may be reseeded. */
+  readonly dropout: DropoutSource | null;
 
   constructor(config: UnetConfig, ctx: BuildContext = buildContext()) {
     super();
-    this.config = { extraTimeInputs: 0, ...config };
+    this.config = { extraTimeInputs: 0, dropout: 0, ...config };
     const { inputDim, globalCondDim, diffusionStepEmbedDim: dsed, downDims, kernelSize: k, nGroups: g, condPredictScale: fs } = this.config;
     if (downDims.length < 1) throw new Error('ConditionalUnet1D: downDims must not be empty');
+    // Its own stream, not drawn from ctx.rng, so adding dropout leaves the initial weights unchanged.
+    this.dropout = this.config.dropout > 0 ? new DropoutSource(this.config.dropout, new Rng(0x5eed)) : null;
+    const drop = this.dropout;
     const condDim = dsed + globalCondDim;
     const allDims = [inputDim, ...downDims];
     const inOut = downDims.map((d, i) => [allDims[i], d] as const);
@@ -194,7 +230,7 @@ export class ConditionalUnet1D extends Module {
     const midList = new ModuleList<ConditionalResidualBlock1D>();
     const dTop = downDims[downDims.length - 1];
     for (let i = 0; i < 2; i++) {
-      const m = new ConditionalResidualBlock1D(dTop, dTop, condDim, k, g, fs, ctx);
+      const m = new ConditionalResidualBlock1D(dTop, dTop, condDim, k, g, fs, ctx, drop);
       this.mid.push(m);
       midList.add(m);
     }
@@ -209,8 +245,8 @@ export class ConditionalUnet1D extends Module {
     upPairs.forEach(([dimIn, dimOut], ind) => {
       const isLast = ind >= inOut.length - 1;
       const level = new Level(
-        new ConditionalResidualBlock1D(dimOut * 2, dimIn, condDim, k, g, fs, ctx),
-        new ConditionalResidualBlock1D(dimIn, dimIn, condDim, k, g, fs, ctx),
+        new ConditionalResidualBlock1D(dimOut * 2, dimIn, condDim, k, g, fs, ctx, drop),
+        new ConditionalResidualBlock1D(dimIn, dimIn, condDim, k, g, fs, ctx, drop),
         isLast ? null : new Upsample1d(dimIn, ctx),
       );
       this.up.push(level);
@@ -222,8 +258,8 @@ export class ConditionalUnet1D extends Module {
     inOut.forEach(([dimIn, dimOut], ind) => {
       const isLast = ind >= inOut.length - 1;
       const level = new Level(
-        new ConditionalResidualBlock1D(dimIn, dimOut, condDim, k, g, fs, ctx),
-        new ConditionalResidualBlock1D(dimOut, dimOut, condDim, k, g, fs, ctx),
+        new ConditionalResidualBlock1D(dimIn, dimOut, condDim, k, g, fs, ctx, drop),
+        new ConditionalResidualBlock1D(dimOut, dimOut, condDim, k, g, fs, ctx, drop),
         isLast ? null : new Downsample1d(dimOut, ctx),
       );
       this.down.push(level);
