@@ -10,11 +10,13 @@ import { initEngine, tf } from '../src/engine/index.js';
 import { fmt, type BenchRow } from './harness.js';
 import { benchNn, benchBig } from './nn.js';
 import { benchTrain } from './train.js';
+import { benchDistill } from './distill.js';
 import { benchEnv } from './env.js';
 
 const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => Promise<void>> = {
   nn: benchNn,
   train: benchTrain,
+  distill: benchDistill,
   env: benchEnv,
   big: benchBig,
 };

@@ -142,7 +142,7 @@ export function registerQuickstartCommand(program: Command): void {
     .option('--train-steps <n>', 'diffusion-policy training steps', '3000')
     .option('--batch-size <n>', 'batch size', '64')
     .option('--down-dims <list>', 'U-Net channels', '32,64')
-    .option('--distill-steps <n>', 'distillation steps per method', '150')
+    .option('--distill-steps <n>', 'distillation steps per method', '120')
     .option('--test-seeds <A:B>', 'test seeds', '100000:100050')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
     .action(async (f: Record<string, string>) => {

@@ -23,6 +23,7 @@ import { trainPolicy } from '../train/trainer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
 import { distillOneDp } from '../distill/distill.js';
+import { distillConsistency } from '../distill/consistency.js';
 import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
 import type { NoiseScheduler } from '../diffusion/types.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
@@ -44,6 +45,20 @@ export interface ReproduceOptions {
   downDims: number[];
   stepEmbed: number;
   distillSteps: number;
+  lrGenerator: number;
+  lrScore: number;
+  /** Consistency Policy learning rate and dropout. */
+  cpLr: number;
+  cpDropout: number;
+  /** Learning curve of the first training seed's one-step policies: evaluate every N steps (0: off). */
+  curveEvery: number;
+  curveSeeds: number;
+  /** The training seed whose learning curves are recorded (default: the first). */
+  curveSeed?: number;
+  /** Real-time table: per-NFE costs (ms) to simulate; empty: off. */
+  realtimeNfeMs: number[];
+  /** Block moves per episode in the real-time table. */
+  perturb: number;
   trainSeeds: number[];
   teachers: Teacher[];
   testSeeds: number[];
@@ -53,6 +68,8 @@ export interface ReproduceOptions {
 }
 
 const OBS_SPEC = 'keypoint,state[0:2]';
+/** Flags the parent sets for its child processes. */
+const OVERRIDDEN = ['--train-seeds', '--curve-seed', '--stage', '--jobs', '--progress'];
 const log = (s: string) => process.stderr.write(`[reproduce] ${s}\n`);
 
 /** One evaluated configuration: a row of the table. */
@@ -63,6 +80,8 @@ interface RowSpec {
   /** The checkpoint directory (relative to the teacher's directory) and, for DP, the sampler. */
   policy: string;
   sampler?: () => NoiseScheduler;
+  /** Consistency Policy: chained steps. */
+  steps?: number;
 }
 
 function rowSpecs(teachers: Teacher[]): RowSpec[] {
@@ -83,6 +102,8 @@ function rowSpecs(teachers: Teacher[]): RowSpec[] {
       { slug: 'dp-edm-1', label: 'DP-EDM (1 step)', teacher: 'edm', policy: 'dp', sampler: () => new EDMScheduler({ numSteps: 1 }) },
       { slug: 'onedp-d', label: 'OneDP-D (EDM teacher)', teacher: 'edm', policy: 'onedp-d' },
       { slug: 'onedp-s', label: 'OneDP-S (EDM teacher)', teacher: 'edm', policy: 'onedp-s' },
+      { slug: 'cp-1', label: 'CP (1 step)', teacher: 'edm', policy: 'cp', steps: 1 },
+      { slug: 'cp-3', label: 'CP (3 steps)', teacher: 'edm', policy: 'cp', steps: 3 },
     );
   }
   return rows;
@@ -128,7 +149,7 @@ async function loadBuffer(o: ReproduceOptions): Promise<ReplayBuffer> {
 }
 
 async function loadRowPolicy(dir: string, spec: RowSpec): Promise<Policy> {
-  const p = spec.sampler ? await loadDiffusionPolicy(path.join(dir, spec.policy)) : await loadPolicy(path.join(dir, spec.policy));
+  const p = spec.sampler ? await loadDiffusionPolicy(path.join(dir, spec.policy)) : await loadPolicy(path.join(dir, spec.policy), spec.steps ? { steps: spec.steps } : {});
   if (spec.sampler && 'sampler' in p) (p as { sampler: NoiseScheduler }).sampler = spec.sampler();
   return p;
 }
@@ -140,6 +161,43 @@ interface StoredEval {
   meanStepsToSuccess: number | null;
   wallSeconds: number;
   episodes: EpisodeResult[];
+}
+
+interface CurvePoint {
+  step: number;
+  score: number;
+  success: number;
+  seconds: number;
+}
+
+/**
+ * Score against distillation steps on the first `curveSeeds` test seeds, for the first training
+ * seed only (evaluation time is not counted in the distillation's wall-clock).
+ */
+function curveRecorder(o: ReproduceOptions, seed: number, label: string) {
+  const points: CurvePoint[] = [];
+  const on = o.curveEvery > 0 && seed === (o.curveSeed ?? o.trainSeeds[0]);
+  const started = performance.now();
+  let evalMs = 0;
+  const seeds = o.testSeeds.slice(0, o.curveSeeds);
+  return {
+    hook: on
+      ? {
+          snapshotEvery: o.curveEvery,
+          onSnapshot: (step: number, policy: Policy) => {
+            const t0 = performance.now();
+            const r = evaluatePushT(policy, { seeds, batchSize: 50, latencyReps: 0 });
+            points.push({ step, score: r.meanScore, success: r.successRate, seconds: (t0 - started - evalMs) / 1000 });
+            evalMs += performance.now() - t0;
+            log(`curve ${label} step ${step}: score ${r.meanScore.toFixed(3)}`);
+          },
+        }
+      : {},
+    evalSeconds: () => evalMs / 1000,
+    save: async (file: string) => {
+      if (on) await writeFileAtomic(file, JSON.stringify({ label, seeds: seeds.length, points }, null, 1));
+    },
+  };
 }
 
 /** Everything for one training seed: train both teachers, distil, evaluate (no latency). */
@@ -172,10 +230,30 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
       if ((await checkpointStep(out)) >= o.distillSteps) continue;
       log(`seed ${seed} ${teacher}: distilling ${method}, ${o.distillSteps} steps`);
       const t = await loadDiffusionPolicy(dpDir);
-      const res = await distillOneDp({ teacher: t, buffer, config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed }, outDir: out, progress: o.progress, provenance: { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC } });
+      const curve = curveRecorder(o, seed, `${method} (${teacher} teacher)`);
+      const res = await distillOneDp({
+        teacher: t,
+        buffer,
+        config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore },
+        outDir: out,
+        progress: o.progress,
+        provenance: { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC },
+        ...curve.hook,
+      });
+      await curve.save(path.join(dir, `curve-${method}.json`));
       res.policy.dispose();
       t.dispose();
-      await addTiming(dir, `distill ${method}`, res.wallSeconds);
+      await addTiming(dir, `distill ${method}`, res.wallSeconds - curve.evalSeconds());
+    }
+    if (teacher === 'edm' && (await checkpointStep(path.join(dir, 'cp'))) < o.distillSteps) {
+      log(`seed ${seed} edm: distilling Consistency Policy, ${o.distillSteps} steps`);
+      const t = await loadDiffusionPolicy(dpDir);
+      const curve = curveRecorder(o, seed, 'CP 1-step (edm teacher)');
+      const res = await distillConsistency({ teacher: t, buffer, config: { steps: o.distillSteps, batchSize: o.batchSize, seed, lr: o.cpLr, dropout: o.cpDropout }, outDir: path.join(dir, 'cp'), progress: o.progress, provenance: { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC }, ...curve.hook });
+      await curve.save(path.join(dir, 'curve-cp.json'));
+      res.policy.dispose();
+      t.dispose();
+      await addTiming(dir, 'distill cp', res.wallSeconds - curve.evalSeconds());
     }
     for (const spec of rowSpecs([teacher])) {
       const file = path.join(dir, 'eval', `${spec.slug}.json`);
@@ -196,7 +274,7 @@ async function runSeedsInParallel(o: ReproduceOptions, argv: string[]): Promise<
   const queue = [...o.trainSeeds];
   const runOne = (seed: number) =>
     new Promise<void>((resolve, reject) => {
-      const args = [...process.execArgv, process.argv[1], ...argv, '--train-seeds', String(seed), '--stage', 'seed', '--jobs', '1', '--progress', 'lines'];
+      const args = [...process.execArgv, process.argv[1], ...argv, '--train-seeds', String(seed), '--curve-seed', String(o.trainSeeds[0]), '--stage', 'seed', '--jobs', '1', '--progress', 'lines'];
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
       child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`training seed ${seed} failed (exit ${code}); rerun the same command to continue`))));
     });
@@ -228,6 +306,95 @@ const std = (xs: number[]) => {
   const m = mean(xs);
   return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
 };
+
+interface RealtimeCell {
+  score: number;
+  success: number;
+  completionSeconds: number | null;
+  meanDelayPeriods: number | null;
+}
+
+/**
+ * The dynamic case (issue: a world that moves while the policy thinks): the first seed's
+ * policies on PushT whose block is moved when the agent nears it, first with the simulator
+ * waiting for the policy, then in real time with a fixed per-NFE cost per column.
+ */
+async function realtimeTable(o: ReproduceOptions): Promise<{ columns: string[]; rows: { method: string; cells: RealtimeCell[] }[] }> {
+  const columns = ['waits for the policy', ...o.realtimeNfeMs.map((ms) => `real time, ${ms} ms/NFE`)];
+  const rows: { method: string; cells: RealtimeCell[] }[] = [];
+  const specs = rowSpecs(o.teachers).filter((r) => ['dp-ddpm-100', 'dp-ddim-10', 'onedp-d', 'onedp-s', 'dp-edm-18'].includes(r.slug) && (r.teacher === 'ddpm' || r.slug !== 'onedp-d'));
+  for (const spec of specs) {
+    const cells: RealtimeCell[] = [];
+    for (const ms of [0, ...o.realtimeNfeMs]) {
+      const file = path.join(o.out, 'realtime', `${spec.teacher}-${spec.slug}-perturb${o.perturb}-${ms}ms.json`);
+      let cell = await readJson<RealtimeCell>(file);
+      if (!cell) {
+        const policy = await loadRowPolicy(seedDir(o, o.trainSeeds[0], spec.teacher), spec);
+        const res = evaluatePushT(policy, { seeds: o.testSeeds, batchSize: 50, latencyReps: 0, perturb: o.perturb, ...(ms > 0 ? { realtime: { latency: { kind: 'nfe' as const, perNfeMs: ms } } } : {}) });
+        policy.dispose();
+        const eps = res.episodes as (EpisodeResult & { meanDelayPeriods?: number })[];
+        cell = {
+          score: res.meanScore,
+          success: res.successRate,
+          completionSeconds: res.meanCompletionSeconds ?? null,
+          meanDelayPeriods: ms > 0 ? mean(eps.map((e) => e.meanDelayPeriods ?? 0)) : null,
+        };
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        await writeFileAtomic(file, JSON.stringify(cell));
+        log(`real time ${spec.label} (${spec.teacher}) ${ms} ms/NFE: score ${cell.score.toFixed(3)}, success ${cell.success.toFixed(2)}`);
+      }
+      cells.push(cell);
+    }
+    rows.push({ method: spec.teacher === 'ddpm' ? spec.label : `${spec.label}`, cells });
+  }
+  return { columns, rows };
+}
+
+function realtimeMarkdown(o: ReproduceOptions, t: Awaited<ReturnType<typeof realtimeTable>>): string[] {
+  if (t.rows.length === 0) return [];
+  const cell = (c: RealtimeCell) =>
+    `${c.score.toFixed(3)} / ${c.success.toFixed(2)} / ${c.completionSeconds === null ? '-' : `${c.completionSeconds.toFixed(1)} s`}${c.meanDelayPeriods === null ? '' : ` (delay ${c.meanDelayPeriods.toFixed(1)})`}`;
+  return [
+    `Perturbed PushT (the block is moved ${o.perturb === 1 ? 'once' : `${o.perturb} times`} per episode when the agent comes near it), first training seed, ${o.testSeeds.length} test seeds. ` +
+      'Each cell: score / success / completion time (simulated seconds to success), and the mean delay in 100 ms control periods between an observation and the first action of its chunk.',
+    '',
+    `| method | ${t.columns.join(' | ')} |`,
+    `|---|${t.columns.map(() => '---').join('|')}|`,
+    ...t.rows.map((r) => `| ${r.method} | ${r.cells.map(cell).join(' | ')} |`),
+    '',
+  ];
+}
+
+interface Curve {
+  label: string;
+  seeds: number;
+  points: CurvePoint[];
+}
+
+async function readCurves(o: ReproduceOptions): Promise<Curve[]> {
+  const curves: Curve[] = [];
+  for (const teacher of o.teachers) {
+    const dir = seedDir(o, o.trainSeeds[0], teacher);
+    for (const f of (await fs.readdir(dir)).filter((n) => n.startsWith('curve-')).sort()) {
+      const c = await readJson<Curve>(path.join(dir, f));
+      if (c) curves.push(c);
+    }
+  }
+  return curves;
+}
+
+function curveTable(curves: Curve[]): string[] {
+  if (curves.length === 0) return [];
+  const steps = [...new Set(curves.flatMap((c) => c.points.map((p) => p.step)))].sort((a, b) => a - b);
+  return [
+    `Learning curves (first training seed, score on the first ${curves[0].seeds} test seeds, against distillation steps):`,
+    '',
+    `| steps | ${curves.map((c) => c.label).join(' | ')} |`,
+    `|---|${curves.map(() => '---').join('|')}|`,
+    ...steps.map((st) => `| ${st} | ${curves.map((c) => c.points.find((p) => p.step === st)?.score.toFixed(3) ?? '-').join(' | ')} |`),
+    '',
+  ];
+}
 
 async function aggregate(o: ReproduceOptions): Promise<{ rows: AggregateRow[]; timing: Record<string, number[]> }> {
   const rows: AggregateRow[] = [];
@@ -270,7 +437,7 @@ async function aggregate(o: ReproduceOptions): Promise<{ rows: AggregateRow[]; t
   return { rows, timing };
 }
 
-function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<string, number[]>, info: { frames: number; params: number; backend: string }): string {
+function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<string, number[]>, curves: Curve[], rt: Awaited<ReturnType<typeof realtimeTable>>, info: { frames: number; params: number; backend: string }): string {
   const f = (v: number, d = 3) => v.toFixed(d);
   const ratio = (a: string, b: string) => {
     const ra = rows.find((r) => r.method === a);
@@ -305,6 +472,8 @@ function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<
       return `| ${k} | ${t(k).toFixed(0)} | ${k.endsWith('pretraining') ? '-' : `${((100 * t(k)) / t(`${teacher} pretraining`)).toFixed(1)}%`} |`;
     }),
     '',
+    ...curveTable(curves),
+    ...realtimeMarkdown(o, rt),
   ];
   return lines.join('\n');
 }
@@ -328,11 +497,25 @@ export async function reproducePushTState(o: ReproduceOptions, stage: 'all' | 's
   const { rows, timing } = await aggregate(o);
   const buffer = await loadBuffer(o);
   const dp = await loadDiffusionPolicy(path.join(seedDir(o, o.trainSeeds[0], o.teachers[0]), 'dp'));
-  const report = renderReport(o, rows, timing, { frames: buffer.numFrames, params: dp.unet.numParameters(), backend });
+  const curves = await readCurves(o);
+  const rt = o.realtimeNfeMs.length ? await realtimeTable(o) : { columns: [], rows: [] };
+  const report = renderReport(o, rows, timing, curves, rt, { frames: buffer.numFrames, params: dp.unet.numParameters(), backend });
   dp.dispose();
   await writeFileAtomic(path.join(o.out, 'report.md'), report);
-  await writeFileAtomic(path.join(o.out, 'results.json'), JSON.stringify({ options: o, rows, timing }, null, 1));
+  await writeFileAtomic(path.join(o.out, 'results.json'), JSON.stringify({ options: o, rows, timing, curves, realtime: rt }, null, 1));
   console.log(report);
+}
+
+function dropoutFlag(v: string): number {
+  const x = Number(v);
+  if (!(x >= 0 && x < 1)) throw new UsageError(`--cp-dropout must be in [0, 1), got "${v}"`);
+  return x;
+}
+
+function perturbFlag(v: string): number {
+  const n = Number(v);
+  if (![0, 1, 2].includes(n)) throw new UsageError(`--perturb must be 0, 1 or 2, got "${v}"`);
+  return n;
 }
 
 export function registerReproduceCommand(program: Command): void {
@@ -348,6 +531,15 @@ export function registerReproduceCommand(program: Command): void {
     .option('--down-dims <list>', 'U-Net channels', '32,64')
     .option('--step-embed <n>', 'diffusion step embedding size', '64')
     .option('--distill-steps <n>', 'distillation steps per method', '300')
+    .option('--lr-generator <x>', 'OneDP generator learning rate', '1e-4')
+    .option('--lr-score <x>', 'OneDP-S score-network learning rate', '1e-3')
+    .option('--cp-lr <x>', 'Consistency Policy learning rate (paper 1e-4)', '1e-3')
+    .option('--cp-dropout <x>', 'Consistency Policy dropout (paper 0.2)', '0')
+    .option('--curve-every <n>', 'evaluate the first seed\'s one-step policies every N distillation steps (0: off)', '100')
+    .option('--curve-seeds <n>', 'test seeds per learning-curve point', '50')
+    .option('--realtime-nfe-ms <list>', 'real-time table: simulated ms per network evaluation, one column each ("" for none)', '3,86')
+    .option('--perturb <n>', 'real-time table: block moves per episode (0-2)', '1')
+    .option('--curve-seed <n>', 'training seed whose learning curves are recorded (default: the first)')
     .option('--train-seeds <list>', 'training seeds', '0,1,2')
     .option('--teachers <list>', 'ddpm, edm or both', 'ddpm,edm')
     .option('--test-seeds <A:B>', 'test seeds', '100000:100100')
@@ -366,8 +558,12 @@ export function registerReproduceCommand(program: Command): void {
       }
       const teachers = f.teachers.split(',').map((s) => s.trim());
       for (const t of teachers) if (t !== 'ddpm' && t !== 'edm') throw new UsageError(`--teachers: "${t}" is not ddpm or edm`);
-      const lr = Number(f.lr);
-      if (!(lr > 0)) throw new UsageError(`--lr must be a positive number, got "${f.lr}"`);
+      const positive = (name: string, v: string) => {
+        const x = Number(v);
+        if (!(x > 0)) throw new UsageError(`--${name} must be a positive number, got "${v}"`);
+        return x;
+      };
+      const lr = positive('lr', f.lr);
       const o: ReproduceOptions = {
         out: resolvePath(f.out),
         episodes: parseIntFlag('episodes', f.episodes),
@@ -377,7 +573,16 @@ export function registerReproduceCommand(program: Command): void {
         downDims: parseIntList('down-dims', f.downDims),
         stepEmbed: parseIntFlag('step-embed', f.stepEmbed),
         distillSteps: parseIntFlag('distill-steps', f.distillSteps),
+        lrGenerator: positive('lr-generator', f.lrGenerator),
+        lrScore: positive('lr-score', f.lrScore),
+        cpLr: positive('cp-lr', f.cpLr),
+        cpDropout: dropoutFlag(f.cpDropout),
+        curveEvery: Number(f.curveEvery) === 0 ? 0 : parseIntFlag('curve-every', f.curveEvery),
+        curveSeeds: parseIntFlag('curve-seeds', f.curveSeeds),
         trainSeeds: parseIntList('train-seeds', f.trainSeeds, { min: 0 }),
+        curveSeed: f.curveSeed === undefined ? undefined : parseIntList('curve-seed', f.curveSeed, { min: 0 })[0],
+        realtimeNfeMs: f.realtimeNfeMs.trim() === '' ? [] : f.realtimeNfeMs.split(',').map((v) => positive('realtime-nfe-ms', v)),
+        perturb: perturbFlag(f.perturb),
         teachers: teachers as Teacher[],
         testSeeds,
         latencyReps: parseIntFlag('latency-reps', f.latencyReps),
@@ -385,7 +590,7 @@ export function registerReproduceCommand(program: Command): void {
         progress: f.progress as 'auto',
       };
       // The child processes get the same flags (minus the ones they override).
-      const argv = process.argv.slice(2).filter((_, i, a) => !['--train-seeds', '--stage', '--jobs', '--progress'].includes(a[i]) && !['--train-seeds', '--stage', '--jobs', '--progress'].includes(a[i - 1]));
+      const argv = process.argv.slice(2).filter((_, i, a) => !OVERRIDDEN.includes(a[i]) && !OVERRIDDEN.includes(a[i - 1]));
       await reproducePushTState(o, f.stage as 'all', argv);
     });
 }
