@@ -465,6 +465,8 @@ function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<
     `Action-latency ratios: DDPM-100 / OneDP-S ${ratio('DP (DDPM)', 'OneDP-S')}, DDIM-10 / OneDP-S ${ratio('DP (DDIM)', 'OneDP-S')}, ` +
       `DDPM-100 / OneDP-D ${ratio('DP (DDPM)', 'OneDP-D')}, DDIM-10 / OneDP-D ${ratio('DP (DDIM)', 'OneDP-D')}.`,
     '',
+    'Stage wall-clock (mean over seeds) as it ran, with the seeds in parallel processes and whatever else the machine did; `npm run bench -- --only distill` gives the per-step cost ratios measured back to back.',
+    '',
     '| stage (mean over seeds) | seconds | share of pre-training |',
     '|---|---|---|',
     ...Object.keys(timing).map((k) => {
