@@ -7,23 +7,13 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { ReplayBuffer } from '../src/data/replay.js';
 import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { trainPolicy } from '../src/train/trainer.js';
 import { distillOneDp } from '../src/distill/distill.js';
 import { distillConsistency } from '../src/distill/consistency.js';
 import { noiseConfig } from '../src/cli/train.js';
-import { Rng } from '../src/util/rng.js';
+import { pushtShaped } from './train.js';
 import type { BenchRow } from './harness.js';
-
-function pushtShaped(episodes: number, length: number): ReplayBuffer {
-  const rng = new Rng(0);
-  const n = episodes * length;
-  return new ReplayBuffer(
-    { obs: { data: rng.fillUniform(new Float32Array(n * 20), 0, 512), frameShape: [20] }, action: { data: rng.fillUniform(new Float32Array(n * 2), 0, 512), frameShape: [2] } },
-    Array.from({ length: episodes }, (_, i) => (i + 1) * length),
-  );
-}
 
 /** Median step time of a loop that calls `tick` after each step (first and last dropped). */
 async function stepMs(run: (tick: () => void) => Promise<unknown>): Promise<number> {

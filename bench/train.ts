@@ -9,7 +9,7 @@ import { Rng } from '../src/util/rng.js';
 import type { BenchRow } from './harness.js';
 
 /** PushT-shaped random data: 20-D observations (keypoints + agent), 2-D actions. */
-function pushtShaped(episodes: number, length: number): ReplayBuffer {
+export function pushtShaped(episodes: number, length: number): ReplayBuffer {
   const rng = new Rng(0);
   const n = episodes * length;
   return new ReplayBuffer(

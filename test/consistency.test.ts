@@ -15,7 +15,7 @@ import { distillOneDp } from '../src/distill/distill.js';
 import { ConditionalUnet1D } from '../src/nn/unet1d.js';
 import { buildContext } from '../src/nn/module.js';
 import { stateDict } from '../src/nn/state_dict.js';
-import type { SafeTensor } from '../src/io/safetensors.js';
+import { sameWeights } from './helpers/weights.js';
 
 useWasmEngine();
 
@@ -24,15 +24,6 @@ const buffer = bimodalDataset({ episodes: 40 });
 const START = Array.from({ length: 200 }, () => [[0, 0], [0, 0]]);
 const UNET = { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true };
 const EDM = { kind: 'edm', numSteps: 18, sigmaMin: 0.002, sigmaMax: 80, sigmaData: 0.5, rho: 7, pMean: -1.2, pStd: 1.2 } as const;
-
-function sameWeights(a: Map<string, SafeTensor>, b: Map<string, SafeTensor>): boolean {
-  for (const [k, t] of a) {
-    const x = t.data as Float32Array;
-    const y = b.get(k)!.data as Float32Array;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  }
-  return true;
-}
 
 describe('Consistency Policy building blocks', () => {
   it('pseudo-Huber is sqrt(||a - b||^2 + c^2) - c per sample, with c = 0.00054 sqrt(dim)', () => {

@@ -10,22 +10,13 @@ import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { distillOneDp } from '../src/distill/distill.js';
 import { stateDict } from '../src/nn/state_dict.js';
-import type { SafeTensor } from '../src/io/safetensors.js';
+import { sameWeights } from './helpers/weights.js';
 
 useWasmEngine();
 
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-distill-'));
 const buffer = bimodalDataset({ episodes: 40 });
 const START = Array.from({ length: 200 }, () => [[0, 0], [0, 0]]);
-
-function sameWeights(a: Map<string, SafeTensor>, b: Map<string, SafeTensor>): boolean {
-  for (const [k, t] of a) {
-    const x = t.data as Float32Array;
-    const y = b.get(k)!.data as Float32Array;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  }
-  return true;
-}
 
 describe('OneDP distillation on the bimodal set', () => {
   let teacherDir = '';
