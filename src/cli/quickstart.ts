@@ -135,7 +135,7 @@ function renderReport(o: QuickstartOptions, rows: Row[], timing: Record<string, 
 export function registerQuickstartCommand(program: Command): void {
   program
     .command('quickstart')
-    .description('the end-to-end PushT pipeline on a small default (about 12 minutes on 2 cores)')
+    .description('the end-to-end PushT pipeline on a small default (10-14 minutes on 2 cores)')
     .option('--name <name>', 'run name under --runs', 'quickstart')
     .option('--runs <dir>', 'runs directory', 'runs')
     .option('--episodes <n>', 'expert demonstrations', '100')
