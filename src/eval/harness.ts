@@ -76,7 +76,8 @@ export interface EvalSummary {
   wallSeconds: number;
 }
 
-function meanStd(xs: number[]): [number, number] {
+/** Mean and population standard deviation. */
+export function meanStd(xs: number[]): [number, number] {
   if (xs.length === 0) return [NaN, NaN];
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
   const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length;
@@ -126,29 +127,12 @@ export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
     });
     while (state.some((s) => !s.done)) {
       const active = state.map((s, i) => [s, i] as const).filter(([s]) => !s.done);
-      const dim = active[0][0].hist[0].length;
-      const flat = new Float32Array(active.length * to * dim);
-      active.forEach(([s], b) => s.hist.forEach((h, t) => flat.set(h, (b * to + t) * dim)));
-      const batch: ObservationBatch = { batch: active.length, data: { obs: flat } };
-      const out = policy.predictAction(batch, { rngs: active.map(([, i]) => rngs[i]) });
+      const out = policy.predictAction(flatHistories(active.map(([s]) => s), to), { rngs: active.map(([, i]) => rngs[i]) });
       active.forEach(([s, i], b) => {
         s.predictions++;
         for (const a of out.actions[b]) {
-          const r = envs[i].step([a[0], a[1]]);
-          s.steps++;
-          s.score = Math.max(s.score, r.reward);
-          s.coverage = r.info.coverage;
-          s.perturbations = r.info.perturbations;
-          s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
-          opts.onStep?.(start + i, envs[i], s.steps);
-          if (r.terminated && !s.success) {
-            s.success = true;
-            s.stepsToSuccess = s.steps;
-          }
-          if (r.terminated || r.truncated || s.steps >= maxSteps) {
-            s.done = true;
-            break;
-          }
+          stepEpisode(s, envs[i], a, opts, start + i, maxSteps);
+          if (s.done) break;
         }
       });
     }
@@ -172,6 +156,37 @@ export interface EpisodeTally {
   coverage: number;
   predictions: number;
   perturbations: number | undefined;
+}
+
+/** The episodes' observation histories as one (B, To, dim) policy batch. */
+export function flatHistories(rows: { hist: Float32Array[] }[], to: number): ObservationBatch {
+  const dim = rows[0].hist[0].length;
+  const flat = new Float32Array(rows.length * to * dim);
+  rows.forEach((s, b) => s.hist.forEach((h, k) => flat.set(h, (b * to + k) * dim)));
+  return { batch: rows.length, data: { obs: flat } };
+}
+
+/** One environment step of an episode, tallied the same way by both harnesses; sets `done` at its end. */
+export function stepEpisode<E extends EvalEnv>(
+  s: EpisodeTally & { hist: Float32Array[]; done: boolean },
+  env: E,
+  action: number[],
+  opts: Pick<EvalOptions<E>, 'observe' | 'onStep'>,
+  episode: number,
+  maxSteps: number,
+): void {
+  const r = env.step([action[0], action[1]]);
+  s.steps++;
+  s.score = Math.max(s.score, r.reward);
+  s.coverage = r.info.coverage;
+  s.perturbations = r.info.perturbations;
+  s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
+  opts.onStep?.(episode, env, s.steps);
+  if (r.terminated && !s.success) {
+    s.success = true;
+    s.stepsToSuccess = s.steps;
+  }
+  if (r.terminated || r.truncated || s.steps >= maxSteps) s.done = true;
 }
 
 export function episodeResult(s: EpisodeTally, controlPeriodMs?: number): EpisodeResult {

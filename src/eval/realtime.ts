@@ -30,12 +30,14 @@
  * its own compute would wait: a batched call's time is neither one robot's latency nor, split
  * evenly, a fair share on hardware that runs rows in parallel.
  */
-import type { ObservationBatch, PolicyOutput } from '../policy/types.js';
+import type { PolicyOutput } from '../policy/types.js';
 import type { Rng } from '../util/rng.js';
 import {
   CONTROL_PERIOD_MS,
   episodeResult,
   episodeRng,
+  flatHistories,
+  stepEpisode,
   summarize,
   type EpisodeResult,
   type EpisodeTally,
@@ -226,18 +228,7 @@ export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>
           s.fillSteps++;
           a = fill === 'previous' && s.plan ? actionAt(s.plan, t) : s.hold;
         }
-        const r = s.env.step([a[0], a[1]]);
-        s.steps++;
-        s.score = Math.max(s.score, r.reward);
-        s.coverage = r.info.coverage;
-        s.perturbations = r.info.perturbations;
-        s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
-        opts.onStep?.(s.index, s.env, s.steps);
-        if (r.terminated && !s.success) {
-          s.success = true;
-          s.stepsToSuccess = s.steps;
-        }
-        if (r.terminated || r.truncated || s.steps >= maxSteps) s.done = true;
+        stepEpisode(s, s.env, a, opts, s.index, maxSteps);
       }
     }
     for (const s of state) {
@@ -267,13 +258,6 @@ export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>
       fillFraction: results.reduce((a, e) => a + e.fillSteps, 0) / Math.max(1, results.reduce((a, e) => a + e.steps, 0)),
     },
   };
-}
-
-function flatHistories(rows: { hist: Float32Array[] }[], to: number): ObservationBatch {
-  const dim = rows[0].hist[0].length;
-  const flat = new Float32Array(rows.length * to * dim);
-  rows.forEach((s, b) => s.hist.forEach((h, k) => flat.set(h, (b * to + k) * dim)));
-  return { batch: rows.length, data: { obs: flat } };
 }
 
 function mean(xs: number[]): number {
