@@ -18,7 +18,7 @@ import { collectPushT } from '../envs/collect.js';
 import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
 import { lowdimBuffer } from '../data/obs_spec.js';
 import type { ReplayBuffer } from '../data/replay.js';
-import { defaultPolicyConfig } from '../policy/diffusion_policy.js';
+import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { trainPolicy } from '../train/trainer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
@@ -26,8 +26,8 @@ import { distillOneDp } from '../distill/distill.js';
 import { distillConsistency } from '../distill/consistency.js';
 import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
 import type { NoiseScheduler } from '../diffusion/types.js';
-import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
-import { evaluatePushT } from '../eval/pusht.js';
+import { meanStd, parseSeedRange, summarize, type EpisodeResult } from '../eval/harness.js';
+import { evaluatePushT, pushtLatency } from '../eval/pusht.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import type { Policy } from '../policy/types.js';
 import { noiseConfig } from './train.js';
@@ -149,9 +149,10 @@ async function loadBuffer(o: ReproduceOptions): Promise<ReplayBuffer> {
 }
 
 async function loadRowPolicy(dir: string, spec: RowSpec): Promise<Policy> {
-  const p = spec.sampler ? await loadDiffusionPolicy(path.join(dir, spec.policy)) : await loadPolicy(path.join(dir, spec.policy), spec.steps ? { steps: spec.steps } : {});
-  if (spec.sampler && 'sampler' in p) (p as { sampler: NoiseScheduler }).sampler = spec.sampler();
-  return p;
+  if (!spec.sampler) return loadPolicy(path.join(dir, spec.policy), spec.steps ? { steps: spec.steps } : {});
+  const dp = await loadDiffusionPolicy(path.join(dir, spec.policy));
+  dp.sampler = spec.sampler();
+  return dp;
 }
 
 interface StoredEval {
@@ -200,6 +201,30 @@ function curveRecorder(o: ReproduceOptions, seed: number, label: string) {
   };
 }
 
+/**
+ * One distillation into `<dir>/<name>` unless its checkpoint is complete: the teacher loaded
+ * from `<dir>/dp`, a learning curve for the curve seed, and the wall-clock without the curve's
+ * evaluations.
+ */
+async function distillStage(
+  o: ReproduceOptions,
+  seed: number,
+  dir: string,
+  name: string,
+  label: string,
+  run: (teacher: DiffusionPolicy, hook: ReturnType<typeof curveRecorder>['hook']) => Promise<{ policy: Policy; wallSeconds: number }>,
+): Promise<void> {
+  if ((await checkpointStep(path.join(dir, name))) >= o.distillSteps) return;
+  log(`seed ${seed} ${path.basename(dir)}: distilling ${name}, ${o.distillSteps} steps`);
+  const teacher = await loadDiffusionPolicy(path.join(dir, 'dp'));
+  const curve = curveRecorder(o, seed, label);
+  const res = await run(teacher, curve.hook);
+  await curve.save(path.join(dir, `curve-${name}.json`));
+  res.policy.dispose();
+  teacher.dispose();
+  await addTiming(dir, `distill ${name}`, res.wallSeconds - curve.evalSeconds());
+}
+
 /** Everything for one training seed: train both teachers, distil, evaluate (no latency). */
 async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
   const buffer = await loadBuffer(o);
@@ -225,35 +250,16 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
       res.policy.dispose();
       await addTiming(dir, 'pretraining', res.wallSeconds);
     }
+    const provenance = { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC };
     for (const method of ['onedp-s', 'onedp-d'] as const) {
-      const out = path.join(dir, method);
-      if ((await checkpointStep(out)) >= o.distillSteps) continue;
-      log(`seed ${seed} ${teacher}: distilling ${method}, ${o.distillSteps} steps`);
-      const t = await loadDiffusionPolicy(dpDir);
-      const curve = curveRecorder(o, seed, `${method} (${teacher} teacher)`);
-      const res = await distillOneDp({
-        teacher: t,
-        buffer,
-        config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore },
-        outDir: out,
-        progress: o.progress,
-        provenance: { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC },
-        ...curve.hook,
-      });
-      await curve.save(path.join(dir, `curve-${method}.json`));
-      res.policy.dispose();
-      t.dispose();
-      await addTiming(dir, `distill ${method}`, res.wallSeconds - curve.evalSeconds());
+      await distillStage(o, seed, dir, method, `${method} (${teacher} teacher)`, (t, hook) =>
+        distillOneDp({ teacher: t, buffer, config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore }, outDir: path.join(dir, method), progress: o.progress, provenance, ...hook }),
+      );
     }
-    if (teacher === 'edm' && (await checkpointStep(path.join(dir, 'cp'))) < o.distillSteps) {
-      log(`seed ${seed} edm: distilling Consistency Policy, ${o.distillSteps} steps`);
-      const t = await loadDiffusionPolicy(dpDir);
-      const curve = curveRecorder(o, seed, 'CP 1-step (edm teacher)');
-      const res = await distillConsistency({ teacher: t, buffer, config: { steps: o.distillSteps, batchSize: o.batchSize, seed, lr: o.cpLr, dropout: o.cpDropout }, outDir: path.join(dir, 'cp'), progress: o.progress, provenance: { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC }, ...curve.hook });
-      await curve.save(path.join(dir, 'curve-cp.json'));
-      res.policy.dispose();
-      t.dispose();
-      await addTiming(dir, 'distill cp', res.wallSeconds - curve.evalSeconds());
+    if (teacher === 'edm') {
+      await distillStage(o, seed, dir, 'cp', 'CP 1-step (edm teacher)', (t, hook) =>
+        distillConsistency({ teacher: t, buffer, config: { steps: o.distillSteps, batchSize: o.batchSize, seed, lr: o.cpLr, dropout: o.cpDropout }, outDir: path.join(dir, 'cp'), progress: o.progress, provenance, ...hook }),
+      );
     }
     for (const spec of rowSpecs([teacher])) {
       const file = path.join(dir, 'eval', `${spec.slug}.json`);
@@ -301,12 +307,6 @@ interface AggregateRow {
   hz: number;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-const std = (xs: number[]) => {
-  const m = mean(xs);
-  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
-};
-
 interface RealtimeCell {
   score: number;
   success: number;
@@ -332,20 +332,14 @@ async function realtimeTable(o: ReproduceOptions): Promise<{ columns: string[]; 
         const policy = await loadRowPolicy(seedDir(o, o.trainSeeds[0], spec.teacher), spec);
         const res = evaluatePushT(policy, { seeds: o.testSeeds, batchSize: 50, latencyReps: 0, perturb: o.perturb, ...(ms > 0 ? { realtime: { latency: { kind: 'nfe' as const, perNfeMs: ms } } } : {}) });
         policy.dispose();
-        const eps = res.episodes as (EpisodeResult & { meanDelayPeriods?: number })[];
-        cell = {
-          score: res.meanScore,
-          success: res.successRate,
-          completionSeconds: res.meanCompletionSeconds ?? null,
-          meanDelayPeriods: ms > 0 ? mean(eps.map((e) => e.meanDelayPeriods ?? 0)) : null,
-        };
+        cell = { score: res.meanScore, success: res.successRate, completionSeconds: res.meanCompletionSeconds, meanDelayPeriods: res.realtime?.meanDelayPeriods ?? null };
         await fs.mkdir(path.dirname(file), { recursive: true });
         await writeFileAtomic(file, JSON.stringify(cell));
         log(`real time ${spec.label} (${spec.teacher}) ${ms} ms/NFE: score ${cell.score.toFixed(3)}, success ${cell.success.toFixed(2)}`);
       }
       cells.push(cell);
     }
-    rows.push({ method: spec.teacher === 'ddpm' ? spec.label : `${spec.label}`, cells });
+    rows.push({ method: spec.label, cells });
   }
   return { columns, rows };
 }
@@ -405,22 +399,22 @@ async function aggregate(o: ReproduceOptions): Promise<{ rows: AggregateRow[]; t
       if (!e) throw new Error(`${seedDir(o, seed, spec.teacher)}: no evaluation for ${spec.slug}; rerun the recipe to finish it`);
       evals.push(e);
     }
-    const episodes = evals.flatMap((e) => e.episodes);
-    const succ = episodes.filter((e) => e.success);
+    const all = summarize(evals.flatMap((e) => e.episodes), 0);
     // Latency of the first seed's policy, measured alone on the machine.
     const policy = await loadRowPolicy(seedDir(o, o.trainSeeds[0], spec.teacher), spec);
-    const lat = evaluatePushT(policy, { seeds: o.testSeeds.slice(0, 5), batchSize: 5, latencyReps: o.latencyReps }).latency!;
+    const lat = pushtLatency(policy, o.testSeeds, o.latencyReps);
     policy.dispose();
     const perSeed = evals.map((e) => e.meanScore);
+    const [score, scoreSeedStd] = meanStd(perSeed);
     rows.push({
       method: spec.label,
       teacher: spec.teacher,
       nfe: lat.nfe,
-      score: mean(perSeed),
-      scoreSeedStd: std(perSeed),
-      scoreEpisodeStd: std(episodes.map((e) => e.score)),
-      success: succ.length / episodes.length,
-      completionSteps: succ.length ? mean(succ.map((e) => e.stepsToSuccess ?? 0)) : null,
+      score,
+      scoreSeedStd,
+      scoreEpisodeStd: all.stdScore,
+      success: all.successRate,
+      completionSteps: all.meanStepsToSuccess,
       perSeed,
       obsMs: lat.obsEncodingMs,
       actionMs: lat.actionPredictionMs,
@@ -444,7 +438,7 @@ function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<
     const rb = rows.find((r) => r.method === b);
     return ra && rb ? `${(ra.actionMs / rb.actionMs).toFixed(1)}x` : '-';
   };
-  const t = (k: string) => mean(timing[k] ?? []);
+  const t = (k: string) => meanStd(timing[k] ?? [])[0];
   const lines = [
     `# onedp reproduce pusht-state`,
     '',

@@ -45,6 +45,18 @@ export function makePushTEnv(perturb: number | PerturbOptions = 0): PushTEnv<'ke
   return new PerturbedPushTEnv({ obsType: 'keypoints', perturb: p });
 }
 
+/** Batch-1 latency on real observation histories from the first (up to 5) test starts. */
+export function pushtLatency(policy: Policy, seeds: number[], reps = 10): LatencyResult {
+  const hists = seeds.slice(0, 5).map((s) => {
+    const env = new PushTEnv({ obsType: 'keypoints' });
+    const o = keypointObs(env.reset(s));
+    const h = new Float32Array(policy.nObsSteps * o.length);
+    for (let t = 0; t < policy.nObsSteps; t++) h.set(o, t * o.length);
+    return h;
+  });
+  return measureLatency(policy, hists, reps);
+}
+
 export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
   const common: EvalOptions<PushTEnv<'keypoints'>> = {
     policy,
@@ -66,17 +78,7 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
   } else {
     summary = evaluate(common);
   }
-  let latency: LatencyResult | null = null;
-  if ((opts.latencyReps ?? 10) > 0) {
-    // Real observation histories from the first test starts.
-    const hists = opts.seeds.slice(0, 5).map((s) => {
-      const env = new PushTEnv({ obsType: 'keypoints' });
-      const o = keypointObs(env.reset(s));
-      const h = new Float32Array(policy.nObsSteps * o.length);
-      for (let t = 0; t < policy.nObsSteps; t++) h.set(o, t * o.length);
-      return h;
-    });
-    latency = measureLatency(policy, hists, opts.latencyReps ?? 10);
-  }
+  const reps = opts.latencyReps ?? 10;
+  const latency = reps > 0 ? pushtLatency(policy, opts.seeds, reps) : null;
   return { ...summary, latency, realtime };
 }
