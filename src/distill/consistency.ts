@@ -31,14 +31,13 @@ import type { LinearNormalizer } from '../policy/normalizer.js';
 import { EDMScheduler } from '../diffusion/edm.js';
 import { randn, type NetworkFn, type NoiseSource } from '../diffusion/types.js';
 import { SequenceSampler } from '../data/sequence.js';
-import type { ReplayBuffer } from '../data/replay.js';
 import { AdamW } from '../train/adamw.js';
 import { Ema } from '../train/ema.js';
 import { batchIndices } from '../train/trainer.js';
 import { saveCheckpoint } from '../train/checkpoint.js';
 import { makeProgress } from '../train/progress.js';
 import { Rng } from '../util/rng.js';
-import type { SnapshotHook } from './distill.js';
+import type { DistillRunOptions } from './distill.js';
 
 /** The discretisation and preconditioning the student was trained with; stored in checkpoints. */
 export interface ConsistencySampling {
@@ -219,19 +218,10 @@ export class ConsistencyPolicy extends ChunkPolicy {
   }
 }
 
-export interface ConsistencyOptions {
-  /** The frozen EDM teacher. */
-  teacher: DiffusionPolicy;
-  /** Training data: `obs` and `action` arrays as the teacher was trained on. */
-  buffer: ReplayBuffer;
+/** The teacher must be EDM-trained; snapshots receive the current EMA student. */
+export interface ConsistencyOptions extends DistillRunOptions {
   config?: Partial<ConsistencyConfig>;
-  outDir: string;
-  progress?: 'auto' | 'bar' | 'lines' | 'none';
   onStep?: (info: { step: number; ctmLoss: number; dsmLoss: number }) => void;
-  /** Calls `onSnapshot` with the current EMA student every this many steps (off when absent). */
-  snapshotEvery?: number;
-  onSnapshot?: SnapshotHook;
-  provenance?: Record<string, unknown>;
 }
 
 export interface ConsistencyResult {

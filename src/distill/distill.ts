@@ -67,18 +67,23 @@ export const DEFAULT_DISTILL_CONFIG: Omit<DistillConfig, 'method'> = {
  */
 export type SnapshotHook = (step: number, policy: Policy) => Promise<void> | void;
 
-export interface DistillOptions {
+/** What every distillation (OneDP, Consistency Policy) takes besides its own config. */
+export interface DistillRunOptions {
+  /** The frozen teacher. */
   teacher: DiffusionPolicy;
   /** Training data: `obs` and `action` arrays as the teacher was trained on. */
   buffer: ReplayBuffer;
-  config: Partial<DistillConfig> & { method: OneDpMethod };
   outDir: string;
   progress?: 'auto' | 'bar' | 'lines' | 'none';
-  onStep?: (info: { step: number; generatorLoss: number; scoreLoss: number }) => void;
-  /** Calls `onSnapshot` with the current generator every this many steps (off when absent). */
+  /** Calls `onSnapshot` with the policy being trained every this many steps (off when absent). */
   snapshotEvery?: number;
   onSnapshot?: SnapshotHook;
   provenance?: Record<string, unknown>;
+}
+
+export interface DistillOptions extends DistillRunOptions {
+  config: Partial<DistillConfig> & { method: OneDpMethod };
+  onStep?: (info: { step: number; generatorLoss: number; scoreLoss: number }) => void;
 }
 
 export interface DistillResult {
