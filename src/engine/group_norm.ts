@@ -91,13 +91,15 @@ function forwardKernel(backendName: string): tf.KernelFunc {
     const s2 = new Float64Array(groups);
     const sc = new Float64Array(C);
     const sh = new Float64Array(C);
+    const cs1 = new Float64Array(C);
+    const cs2 = new Float64Array(C);
     for (let b = 0; b < B; b++) {
       s1.fill(0);
       s2.fill(0);
-      const base = b * N * C;
       // Per-channel sums first, then per group: fewer scattered adds than per element.
-      const cs1 = new Float64Array(C);
-      const cs2 = new Float64Array(C);
+      cs1.fill(0);
+      cs2.fill(0);
+      const base = b * N * C;
       for (let n = 0, o = base; n < N; n++, o += C) {
         for (let c = 0; c < C; c++) {
           const v = xs[o + c];
