@@ -45,27 +45,34 @@ export class SequenceSampler {
     return this.windows.length;
   }
 
-  /** Writes window `i` of `key` (sequenceLength frames, edge-padded) into `out` at `offset`. */
-  fill(key: string, i: number, out: Float32Array, offset: number): void {
+  /** Writes the first `steps` frames of window `i` of `key` (edge-padded) into `out` at `offset`. */
+  fill(key: string, i: number, out: Float32Array | Uint8Array, offset: number, steps = this.opts.sequenceLength): void {
     const w = this.windows[i];
     const { data } = this.buffer.get(key);
     const per = this.buffer.frameSize(key);
-    const L = this.opts.sequenceLength;
-    for (let t = 0; t < L; t++) {
+    for (let t = 0; t < steps; t++) {
       const s = Math.min(Math.max(t, w.sampleStart), w.sampleEnd - 1);
       const frame = w.bufferStart + (s - w.sampleStart);
       const src = frame * per;
       const dst = offset + t * per;
-      for (let j = 0; j < per; j++) out[dst + j] = data[src + j];
+      if (out instanceof Uint8Array === data instanceof Uint8Array) out.set(data.subarray(src, src + per), dst);
+      else for (let j = 0; j < per; j++) out[dst + j] = data[src + j];
     }
   }
 
-  /** A batch of windows for `key`: (indices.length, sequenceLength, ...frame) flat. */
-  batch(key: string, indices: number[]): Float32Array {
+  /** A batch of windows for `key` as floats: (indices.length, steps, ...frame) flat. */
+  batch(key: string, indices: number[], steps = this.opts.sequenceLength): Float32Array {
     const per = this.buffer.frameSize(key);
-    const L = this.opts.sequenceLength;
-    const out = new Float32Array(indices.length * L * per);
-    indices.forEach((idx, b) => this.fill(key, idx, out, b * L * per));
+    const out = new Float32Array(indices.length * steps * per);
+    indices.forEach((idx, b) => this.fill(key, idx, out, b * steps * per, steps));
+    return out;
+  }
+
+  /** Like `batch`, keeping the stored type (uint8 images stay uint8, a quarter of the memory). */
+  frames(key: string, indices: number[], steps = this.opts.sequenceLength): Float32Array | Uint8Array {
+    const per = this.buffer.frameSize(key);
+    const out = this.buffer.get(key).data instanceof Uint8Array ? new Uint8Array(indices.length * steps * per) : new Float32Array(indices.length * steps * per);
+    indices.forEach((idx, b) => this.fill(key, idx, out, b * steps * per, steps));
     return out;
   }
 }

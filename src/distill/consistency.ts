@@ -22,10 +22,12 @@
  */
 import * as path from 'node:path';
 import { tf } from '../engine/index.js';
-import { ConditionalUnet1D, type UnetConfig } from '../nn/unet1d.js';
+import type { ConditionalUnet1D, UnetConfig } from '../nn/unet1d.js';
 import { buildContext } from '../nn/module.js';
 import { loadStateDict, stateDict } from '../nn/state_dict.js';
-import type { DiffusionPolicy, DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
+import { buildPolicyModel, type DiffusionPolicy, type DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
+import { condDim, disposePolicyObs, trainingObs, type PolicyModel } from '../policy/obs_encoder.js';
+import { checkCameras } from '../train/trainer.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import type { LinearNormalizer } from '../policy/normalizer.js';
 import { EDMScheduler } from '../diffusion/edm.js';
@@ -143,7 +145,12 @@ export function ctmJump(unet: ConditionalUnet1D, edm: EDMScheduler, x: tf.Tensor
 
 /** The U-Net of a CP student for a policy configuration. */
 export function studentUnetConfig(config: DiffusionPolicyConfig, dropout: number): UnetConfig {
-  return { ...config.unet, inputDim: config.actionDim, globalCondDim: config.nObsSteps * config.obsDim, extraTimeInputs: 1, dropout };
+  return { ...config.unet, inputDim: config.actionDim, globalCondDim: condDim(config), extraTimeInputs: 1, dropout };
+}
+
+/** A CP student network: the stop-time U-Net and, for image policies, its own encoders. */
+function buildStudent(config: DiffusionPolicyConfig, dropout: number, seed: number): PolicyModel {
+  return buildPolicyModel(config, buildContext({ seed }), { extraTimeInputs: 1, dropout });
 }
 
 /**
@@ -163,7 +170,7 @@ export function parseConsistencySampler(name: string): number {
 export class ConsistencyPolicy extends ChunkPolicy {
   readonly kind = 'cp';
   /** The (EMA) student, always in eval mode. */
-  readonly student: ConditionalUnet1D;
+  readonly student: PolicyModel;
   private readonly edm: EDMScheduler;
   private readonly sigmas: number[];
   private nSteps = 1;
@@ -175,10 +182,14 @@ export class ConsistencyPolicy extends ChunkPolicy {
     opts: { steps?: number; dropout?: number; seed?: number } = {},
   ) {
     super(config, normalizer, (opts.seed ?? 0) + 1);
-    this.student = new ConditionalUnet1D(studentUnetConfig(config, opts.dropout ?? 0), buildContext({ seed: opts.seed ?? 0 })).eval();
+    this.student = buildStudent(config, opts.dropout ?? 0, opts.seed ?? 0).eval();
     this.edm = new EDMScheduler({ numSteps: sampling.bins, sigmaMin: sampling.sigmaMin, sigmaMax: sampling.sigmaMax, rho: sampling.rho, sigmaData: sampling.sigmaData });
     this.sigmas = this.edm.sigmas();
     this.steps = opts.steps ?? 1;
+  }
+
+  get model(): PolicyModel {
+    return this.student;
   }
 
   /** Network evaluations per action chunk (1 or 3 in the paper). */
@@ -204,7 +215,7 @@ export class ConsistencyPolicy extends ChunkPolicy {
       const z = randn(noise, shape, tf);
       const next: tf.Tensor = tf.tidy(() => {
         const xt = x0 ? x0.add(z.mul(t)) : z.mul(t);
-        return ctmJump(this.student, this.edm, xt, cond, new Array<number>(b).fill(t), new Array<number>(b).fill(0));
+        return ctmJump(this.student.unet, this.edm, xt, cond, new Array<number>(b).fill(t), new Array<number>(b).fill(0));
       });
       z.dispose();
       x0?.dispose();
@@ -247,18 +258,20 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
 
   // The evaluation EMA is the policy: what is saved and evaluated (and the target if targetDecay is 'ema').
   const policy = new ConsistencyPolicy(pc, sampling, teacher.normalizer, { dropout: cfg.dropout, seed: cfg.seed });
-  const student = new ConditionalUnet1D(studentUnetConfig(pc, cfg.dropout), buildContext({ seed: cfg.seed }));
+  checkCameras(opts.buffer, pc);
+  const student = buildStudent(pc, cfg.dropout, cfg.seed);
   student.train();
-  if (student.dropout) student.dropout.rng = new Rng((cfg.seed + 31) >>> 0);
-  // Warm start: every teacher tensor; the stop-time encoder keeps its zero-initialised output.
+  if (student.unet.dropout) student.unet.dropout.rng = new Rng((cfg.seed + 31) >>> 0);
+  // Warm start: every teacher tensor (image encoders included, which keep training); the
+  // stop-time encoder keeps its zero-initialised output.
   const warm = stateDict(student);
-  for (const [k, v] of stateDict(teacher.unet)) warm.set(k, v);
+  for (const [k, v] of stateDict(teacher.model)) warm.set(k, v);
   loadStateDict(student, warm);
   loadStateDict(policy.student, warm);
   const targetDecay = cfg.targetDecay;
   const fixedTarget = targetDecay !== 'ema';
   if (fixedTarget && !(targetDecay >= 0 && targetDecay < 1)) throw new Error(`consistency distillation: targetDecay must be in [0, 1) or 'ema', got ${cfg.targetDecay}`);
-  const target = fixedTarget ? new ConditionalUnet1D(studentUnetConfig(pc, cfg.dropout), buildContext({ seed: cfg.seed })).eval() : policy.student;
+  const target = fixedTarget ? buildStudent(pc, cfg.dropout, cfg.seed).eval() : policy.student;
   if (fixedTarget) loadStateDict(target, warm);
   const vars = student.variables();
   const emaVars = policy.student.variables();
@@ -272,11 +285,12 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
   const teacherEdm = new EDMScheduler(pc.noise);
   const sig = edm.sigmas();
   const n = sampling.bins;
-  const { horizon, actionDim, obsDim, nObsSteps } = pc;
+  const { horizon, actionDim, nObsSteps } = pc;
   const huberC = huberConstant(horizon * actionDim);
   const sampler = new SequenceSampler(opts.buffer, { sequenceLength: horizon, padBefore: nObsSteps - 1, padAfter: pc.nActionSteps - 1 });
   if (sampler.length === 0) throw new Error('dataset has no training windows (is it empty?)');
   const rng = new Rng((cfg.seed + 23) >>> 0);
+  const cropRng = new Rng((cfg.seed + 29) >>> 0);
   const ctmLosses: number[] = [];
   const dsmLosses: number[] = [];
   const ckDir = path.join(opts.outDir, 'checkpoints');
@@ -319,12 +333,11 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
     for (let step = 0; step < cfg.steps; step++) {
       const idx = batchIndices(sampler.length, cfg.batchSize, cfg.seed, step);
       const b = idx.length;
-      const obsWin = teacher.normalizer.normalize('obs', sampler.batch('obs', idx));
-      // Only the first nObsSteps of each window condition the policy.
-      const obsHist = new Float32Array(b * nObsSteps * obsDim);
-      for (let i = 0; i < b; i++) obsHist.set(obsWin.subarray(i * horizon * obsDim, (i * horizon + nObsSteps) * obsDim), i * nObsSteps * obsDim);
+      const obs = trainingObs(pc, teacher.normalizer, sampler, idx, cropRng);
       const x0 = tf.tensor(teacher.normalizer.normalize('action', sampler.batch('action', idx)), [b, horizon, actionDim]);
-      const cond = tf.tidy(() => teacher.encodeObs(tf.tensor(obsHist, [b, nObsSteps, obsDim])));
+      const cond = tf.tidy(() => teacher.encodeObs(obs));
+      // The target network sees the observation through its own encoders (the same for state policies).
+      const targetCond = target.obsEncoder ? tf.tidy(() => target.encode(obs)) : cond;
 
       // Bins t < u = t + 1 <= s in index order (sigma_t > sigma_u >= sigma_s); index n is time 0.
       const ti = Array.from({ length: b }, () => rng.int(0, n));
@@ -342,18 +355,19 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
       // Target, without gradients: teacher t -> u, EMA student u -> s, then s -> 0.
       const targetX0 = tf.tidy(() => {
         const xu = teacherStep(xt, cond, t, u);
-        const xs = ctmJump(target, edm, xu, cond, u, s);
-        return ctmJump(target, edm, xs, cond, s, zero);
+        const xs = ctmJump(target.unet, edm, xu, targetCond, u, s);
+        return ctmJump(target.unet, edm, xs, targetCond, s, zero);
       });
 
       const [ctm, dsm] = tf.tidy(() => {
         let parts: [number, number] = [NaN, NaN];
         const { grads } = tf.variableGrads(() => {
           // One student pass for both losses: CTM rows jump t -> s, DSM rows denoise with s = t.
-          const g = ctmDenoise(student, edm, tf.concat([xt, xd]), tf.concat([cond, cond]), [...t, ...dsmSig], [...s, ...dsmSig]);
+          const sc = student.encode(obs);
+          const g = ctmDenoise(student.unet, edm, tf.concat([xt, xd]), tf.concat([sc, sc]), [...t, ...dsmSig], [...s, ...dsmSig]);
           const predS = blend(xt, g.slice([0, 0, 0], [b, horizon, actionDim]), t, s);
           // The target network maps the prediction to 0; the gradient flows through its input only.
-          const pred0 = ctmJump(target, edm, predS, cond, s, zero);
+          const pred0 = ctmJump(target.unet, edm, predS, targetCond, s, zero);
           const ctmLoss = pseudoHuber(pred0, targetX0, huberC).mean();
           const sd = sampling.sigmaData;
           const w = column(dsmSig.map((v) => (v * v + sd * sd) / (v * sd) ** 2), 3);
@@ -364,7 +378,8 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
         if (Number.isFinite(parts[0]) && Number.isFinite(parts[1])) opt.step(vars.map((v) => grads[v.name]));
         return parts;
       });
-      tf.dispose([x0, cond, z, zd, xt, xd, targetX0]);
+      tf.dispose([x0, cond, targetCond, z, zd, xt, xd, targetX0]);
+      disposePolicyObs(obs);
       if (!Number.isFinite(ctm) || !Number.isFinite(dsm)) {
         throw new Error(`consistency distillation diverged at step ${step + 1} (CTM loss ${ctm}, DSM loss ${dsm}); lower the learning rate`);
       }

@@ -6,10 +6,11 @@
  */
 import * as path from 'node:path';
 import { tf } from '../engine/index.js';
-import { ConditionalUnet1D } from '../nn/unet1d.js';
 import { buildContext } from '../nn/module.js';
 import { stateDict } from '../nn/state_dict.js';
-import type { DiffusionPolicy } from '../policy/diffusion_policy.js';
+import { buildPolicyModel, type DiffusionPolicy } from '../policy/diffusion_policy.js';
+import { disposePolicyObs, trainingObs } from '../policy/obs_encoder.js';
+import { checkCameras } from '../train/trainer.js';
 import type { Policy } from '../policy/types.js';
 import { DiscreteSchedule } from '../diffusion/ddpm.js';
 import { EDMScheduler } from '../diffusion/edm.js';
@@ -71,7 +72,7 @@ export type SnapshotHook = (step: number, policy: Policy) => Promise<void> | voi
 export interface DistillRunOptions {
   /** The frozen teacher. */
   teacher: DiffusionPolicy;
-  /** Training data: `obs` and `action` arrays as the teacher was trained on. */
+  /** Training data: `obs`, `action` and camera arrays as the teacher was trained on. */
   buffer: ReplayBuffer;
   outDir: string;
   progress?: 'auto' | 'bar' | 'lines' | 'none';
@@ -111,12 +112,14 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
   const pc = teacher.config;
   const gen: OneDpGeneratorConfig = { method: cfg.method, tInit: cfg.tInit, sigmaInit: cfg.sigmaInit };
   const isS = cfg.method === 'onedp-s';
-  const unetCfg = { ...pc.unet, inputDim: pc.actionDim, globalCondDim: pc.nObsSteps * pc.obsDim };
+  checkCameras(opts.buffer, pc);
 
+  // Generator and score network copy the whole teacher, image encoders included; all three
+  // encode the observation themselves, and the two students' encoders keep training.
   const policy = new OneDpPolicy(pc, gen, teacher.normalizer, cfg.seed);
-  copyWeights(teacher.unet, policy.generator);
-  const score = isS ? new ConditionalUnet1D(unetCfg, buildContext({ seed: cfg.seed })) : null;
-  if (score) copyWeights(teacher.unet, score);
+  copyWeights(teacher.model, policy.generator);
+  const score = isS ? buildPolicyModel(pc, buildContext({ seed: cfg.seed })) : null;
+  if (score) copyWeights(teacher.model, score);
   const genVars = policy.generator.variables();
   const scoreVars = score ? score.variables() : [];
   const optG = new AdamW(genVars, { lr: cfg.lrGenerator, betas: cfg.betas, weightDecay: 0 });
@@ -129,7 +132,8 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
   }
   const sampler = new SequenceSampler(opts.buffer, { sequenceLength: pc.horizon, padBefore: pc.nObsSteps - 1, padAfter: pc.nActionSteps - 1 });
   const rng = new Rng((cfg.seed + 17) >>> 0);
-  const { horizon, actionDim, obsDim, nObsSteps } = pc;
+  const cropRng = new Rng((cfg.seed + 19) >>> 0);
+  const { horizon, actionDim } = pc;
   const genLosses: number[] = [];
   const scoreLosses: number[] = [];
   const progress = makeProgress(opts.progress ?? 'auto');
@@ -139,26 +143,26 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
     for (let step = 0; step < cfg.steps; step++) {
       const idx = batchIndices(sampler.length, cfg.batchSize, cfg.seed, step);
       const b = idx.length;
-      const obsWin = teacher.normalizer.normalize('obs', sampler.batch('obs', idx));
-      // Only the first nObsSteps of each window condition the policy.
-      const obsHist = new Float32Array(b * nObsSteps * obsDim);
-      for (let i = 0; i < b; i++) obsHist.set(obsWin.subarray(i * horizon * obsDim, (i * horizon + nObsSteps) * obsDim), i * nObsSteps * obsDim);
+      const obs = trainingObs(pc, teacher.normalizer, sampler, idx, cropRng);
       const z = randn(rng, [b, horizon, actionDim], tf);
-      const cond = tf.tidy(() => teacher.encodeObs(tf.tensor(obsHist, [b, nObsSteps, obsDim])));
+      const cond = tf.tidy(() => teacher.encodeObs(obs));
 
       // 1. Score network: ordinary denoising loss on the generator's (detached) actions.
       let sLoss = 0;
+      let scoreCond: tf.Tensor | null = null;
       if (score && optS) {
-        const aDet = tf.tidy(() => generate(policy.generator, pc, gen, cond, z));
+        const aDet = tf.tidy(() => generate(policy.generator.unet, pc, gen, policy.generator.encode(obs), z));
         sLoss = tf.tidy(() => {
           const { value, grads } = tf.variableGrads(() => {
             const tb = teacher.scheduler.trainingBatch(aDet, rng);
-            return tb.loss(score.forward(tb.input, tb.t, cond)).mean() as tf.Scalar;
+            return tb.loss(score.unet.forward(tb.input, tb.t, score.encode(obs))).mean() as tf.Scalar;
           }, scoreVars);
           optS.step(scoreVars.map((v) => grads[v.name]));
           return value.dataSync()[0];
         });
         aDet.dispose();
+        // psi's view of the observation after its update, for the generator gradient.
+        scoreCond = score.obsEncoder ? tf.tidy(() => score.encode(obs)) : null;
       }
 
       // 2. Generator: inject g at A, computed from the teacher and psi without their gradients.
@@ -167,9 +171,9 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
       let g: tf.Tensor | null = null;
       const gLoss = tf.tidy(() => {
         const { value, grads } = tf.variableGrads(() => {
-          const a = generate(policy.generator, pc, gen, cond, z);
+          const a = generate(policy.generator.unet, pc, gen, policy.generator.encode(obs), z);
           // Kept: the forward pass runs in a tidy that would free g before the backward needs it.
-          g = tf.keep(tf.tidy(() => generatorGradient(a, eps, ks, cond)));
+          g = tf.keep(tf.tidy(() => generatorGradient(a, eps, ks, cond, scoreCond ?? cond)));
           return injectGradient(a, g);
         }, genVars);
         optG.step(genVars.map((v) => grads[v.name]));
@@ -177,6 +181,8 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
       });
       (g as tf.Tensor | null)?.dispose();
       tf.dispose([z, cond, eps]);
+      scoreCond?.dispose();
+      disposePolicyObs(obs);
       if (!Number.isFinite(gLoss) || !Number.isFinite(sLoss)) {
         throw new Error(`distillation diverged at step ${step + 1} (generator loss ${gLoss}, score loss ${sLoss}); lower the learning rates`);
       }
@@ -193,7 +199,7 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
   }
 
   /** g per element of A (see the spec): epsilon form for DDPM, x0 form for EDM. */
-  function generatorGradient(a: tf.Tensor, eps: tf.Tensor, ks: number[], condT: tf.Tensor): tf.Tensor {
+  function generatorGradient(a: tf.Tensor, eps: tf.Tensor, ks: number[], condT: tf.Tensor, condS: tf.Tensor): tf.Tensor {
     const b = a.shape[0];
     const bshape = [b, 1, 1];
     const teacherNet: NetworkFn = (x, t) => teacher.unet.forward(x, t, condT);
@@ -202,13 +208,13 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
       const ak = discrete.addNoise(a, eps, ks);
       const t = tf.tensor1d(ks, 'float32');
       const epsPhi = teacherNet(ak, t);
-      const other = score ? score.forward(ak, t, condT) : eps;
+      const other = score ? score.unet.forward(ak, t, condS) : eps;
       return sig.mul(epsPhi.sub(other));
     }
     const sig = tf.tensor(Float32Array.from(ks), bshape);
     const ak = a.add(eps.mul(sig));
     const dPhi = edm!.denoise(teacherNet, ak, ks);
-    if (score) return edm!.denoise((x, t) => score.forward(x, t, condT), ak, ks).sub(dPhi);
+    if (score) return edm!.denoise((x, t) => score.unet.forward(x, t, condS), ak, ks).sub(dPhi);
     return a.sub(dPhi);
   }
 

@@ -9,10 +9,11 @@
  * true noise in place of psi. Both start as copies of the teacher.
  */
 import { tf } from '../engine/index.js';
-import { ConditionalUnet1D } from '../nn/unet1d.js';
-import { buildContext } from '../nn/module.js';
+import type { ConditionalUnet1D } from '../nn/unet1d.js';
+import { buildContext, type Module } from '../nn/module.js';
 import { loadStateDict, stateDict } from '../nn/state_dict.js';
-import type { DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
+import { buildPolicyModel, type DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
+import type { PolicyModel } from '../policy/obs_encoder.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { LinearNormalizer } from '../policy/normalizer.js';
 import { DiscreteSchedule } from '../diffusion/ddpm.js';
@@ -56,10 +57,11 @@ export function generate(
   return edm.denoise((x, t) => unet.forward(x, t, cond), input.mul(s), new Array(b).fill(s));
 }
 
-/** A policy that acts with one network evaluation. */
+/** A policy that acts with one network evaluation (plus, for image policies, the encoders). */
 export class OneDpPolicy extends ChunkPolicy {
   readonly kind: OneDpMethod;
-  readonly generator: ConditionalUnet1D;
+  /** G_theta: the U-Net and its own image encoders. */
+  readonly generator: PolicyModel;
 
   constructor(
     config: DiffusionPolicyConfig,
@@ -69,12 +71,16 @@ export class OneDpPolicy extends ChunkPolicy {
   ) {
     super(config, normalizer, seed + 1);
     this.kind = gen.method;
-    this.generator = new ConditionalUnet1D({ ...config.unet, inputDim: config.actionDim, globalCondDim: config.nObsSteps * config.obsDim }, buildContext({ seed }));
+    this.generator = buildPolicyModel(config, buildContext({ seed }));
+  }
+
+  get model(): PolicyModel {
+    return this.generator;
   }
 
   protected generateChunk(cond: tf.Tensor, noise: NoiseSource): { sample: tf.Tensor; nfe: number } {
     const z = randn(noise, [cond.shape[0], this.config.horizon, this.config.actionDim], tf);
-    const sample = tf.tidy(() => generate(this.generator, this.config, this.gen, cond, z));
+    const sample = tf.tidy(() => generate(this.generator.unet, this.config, this.gen, cond, z));
     z.dispose();
     return { sample, nfe: 1 };
   }
@@ -85,6 +91,6 @@ export class OneDpPolicy extends ChunkPolicy {
 }
 
 /** Copies every weight of `from` into `to` (same architecture). */
-export function copyWeights(from: ConditionalUnet1D, to: ConditionalUnet1D): void {
+export function copyWeights(from: Module, to: Module): void {
   loadStateDict(to, stateDict(from));
 }

@@ -16,9 +16,14 @@ export interface ImageEncoderConfig {
   /** Output feature size (64). */
   featureDim: number;
   inChannels?: number;
+  /**
+   * Channels of the four ResNet stages: [64, 128, 256, 512] is ResNet-18 (the spec). Narrower
+   * trunks (e.g. [16, 32, 64, 128], 1/16 of the FLOPs) keep the architecture for CPU training.
+   */
+  widths?: number[];
 }
 
-export const IMAGE_ENCODER_DEFAULTS: ImageEncoderConfig = { imageSize: 84, numKeypoints: 32, featureDim: 64, inChannels: 3 };
+export const IMAGE_ENCODER_DEFAULTS: Required<ImageEncoderConfig> = { imageSize: 84, numKeypoints: 32, featureDim: 64, inChannels: 3, widths: [64, 128, 256, 512] };
 
 function gn(c: number, ctx: BuildContext): GroupNorm {
   return new GroupNorm(Math.floor(c / 16), c, ctx);
@@ -128,14 +133,16 @@ export class ImageEncoder extends Module {
 
   constructor(config: Partial<ImageEncoderConfig> = {}, ctx: BuildContext = buildContext()) {
     super();
-    this.config = { ...IMAGE_ENCODER_DEFAULTS, inChannels: 3, ...config } as Required<ImageEncoderConfig>;
-    const { imageSize, numKeypoints, featureDim, inChannels } = this.config;
+    this.config = { ...IMAGE_ENCODER_DEFAULTS, ...config };
+    const { imageSize, numKeypoints, featureDim, inChannels, widths } = this.config;
+    if (widths.length !== 4 || widths.some((c) => !Number.isInteger(c) || c < 16 || c % 16 !== 0)) {
+      throw new Error(`ImageEncoder: widths must be 4 multiples of 16 (GroupNorm uses channels/16 groups), got [${widths}]`);
+    }
     const backbone = this.child('backbone', new ModuleList<Module>());
-    this.conv1 = new Conv2d(inChannels, 64, 7, ctx, { stride: 2, padding: 3, bias: false, init: 'kaiming_fan_out' });
-    this.bn1 = gn(64, ctx);
+    this.conv1 = new Conv2d(inChannels, widths[0], 7, ctx, { stride: 2, padding: 3, bias: false, init: 'kaiming_fan_out' });
+    this.bn1 = gn(widths[0], ctx);
     backbone.add(this.conv1).add(this.bn1).add(null).add(null); // 2 relu, 3 maxpool
-    const widths = [64, 128, 256, 512];
-    let inC = 64;
+    let inC = widths[0];
     widths.forEach((c, li) => {
       const stride = li === 0 ? 1 : 2;
       const layer = new ModuleList<BasicBlock>();
@@ -146,7 +153,7 @@ export class ImageEncoder extends Module {
       inC = c;
     });
     const s = resnetOutputSize(imageSize);
-    this.pool = this.child('pool', new SpatialSoftmax(512, numKeypoints, s, s, ctx));
+    this.pool = this.child('pool', new SpatialSoftmax(widths[3], numKeypoints, s, s, ctx));
     this.linear = this.child('linear', new Linear(numKeypoints * 2, featureDim, ctx));
   }
 

@@ -9,6 +9,7 @@ import type { LinearNormalizer } from './normalizer.js';
 import type { DiffusionPolicyConfig } from './diffusion_policy.js';
 import { Rng } from '../util/rng.js';
 import { nest, noiseFor, toObservationBatch, type ObservationBatch, type Policy, type PolicyOutput } from './types.js';
+import { toPolicyObs, type PolicyModel, type PolicyObs } from './obs_encoder.js';
 
 export abstract class ChunkPolicy implements Policy {
   abstract readonly kind: string;
@@ -34,10 +35,16 @@ export abstract class ChunkPolicy implements Policy {
   get actionDim(): number {
     return this.config.actionDim;
   }
+  get cameras(): readonly string[] {
+    return this.config.vision?.cameras ?? [];
+  }
 
-  /** Normalised observation history (B, To, obsDim) -> global conditioning (B, To*obsDim). */
-  encodeObs(obsNorm: tf.Tensor): tf.Tensor {
-    return obsNorm.reshape([obsNorm.shape[0], -1]);
+  /** The network that encodes observations (and generates the chunk). */
+  abstract readonly model: PolicyModel;
+
+  /** Observation histories -> global conditioning (B, condDim). */
+  encodeObs(obs: PolicyObs): tf.Tensor {
+    return this.model.encode(obs);
   }
 
   /** The normalised chunk (B, horizon, actionDim) for conditioning `cond`, and its NFE. */
@@ -45,14 +52,11 @@ export abstract class ChunkPolicy implements Policy {
 
   predictAction(obsIn: ObservationBatch | number[][][], opts: { seed?: number; rngs?: Rng[] } & Record<string, unknown> = {}): PolicyOutput {
     const obs = toObservationBatch(obsIn);
-    const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = this.config;
-    const raw = obs.data.obs;
-    if (!raw || raw.length !== obs.batch * to * obsDim) {
-      throw new Error(`predictAction: expected "obs" with ${obs.batch} x ${to} x ${obsDim} values, got ${raw ? raw.length : 'none'}`);
-    }
+    const { nObsSteps: to, horizon, actionDim, nActionSteps } = this.config;
     const noise = noiseFor(obs.batch, opts, this.rng);
     const t0 = performance.now();
-    const cond = tf.tidy(() => this.encodeObs(tf.tensor(this.normalizer.normalize('obs', Float32Array.from(raw)), [obs.batch, to, obsDim])));
+    // Encoding time includes decoding and centre-cropping the frames, as a robot's loop would pay it.
+    const cond = tf.tidy(() => this.encodeObs(toPolicyObs(this.config, this.normalizer, obs.batch, obs.data, 'center', 'predictAction')));
     cond.dataSync();
     const t1 = performance.now();
     const { sample, nfe } = this.generateChunk(cond, noise, opts);

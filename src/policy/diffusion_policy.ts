@@ -1,7 +1,7 @@
 /**
- * Diffusion Policy (Chi et al. 2023) on low-dimensional observations: a ConditionalUnet1D
- * denoises a chunk of `horizon` actions conditioned on the last `nObsSteps` observations.
- * Image observations plug in through the observation encoder in a later module.
+ * Diffusion Policy (Chi et al. 2023): a ConditionalUnet1D denoises a chunk of `horizon` actions
+ * conditioned on the last `nObsSteps` observations, low-dimensional or, with `vision`, camera
+ * images encoded by per-camera ResNets that train with the U-Net (obs_encoder.ts).
  */
 import { tf } from '../engine/index.js';
 import { ConditionalUnet1D, type UnetConfig } from '../nn/unet1d.js';
@@ -11,10 +11,12 @@ import { LinearNormalizer } from './normalizer.js';
 import { Rng } from '../util/rng.js';
 import { ChunkPolicy } from './chunk_policy.js';
 import type { NoiseSource } from '../diffusion/types.js';
+import { ObsEncoder, PolicyModel, condDim, validateVisionConfig, type PolicyObs, type VisionConfig } from './obs_encoder.js';
 
 export type UnetShape = Omit<UnetConfig, 'inputDim' | 'globalCondDim'>;
 
 export interface DiffusionPolicyConfig {
+  /** Low-dimensional observation values per step (with images: the agent position, 2). */
   obsDim: number;
   actionDim: number;
   /** Tp: length of the predicted action chunk. */
@@ -26,6 +28,8 @@ export interface DiffusionPolicyConfig {
   unet: UnetShape;
   /** Training noise schedule (ddpm or edm); sampling can use any compatible sampler. */
   noise: SchedulerConfig;
+  /** Camera observations (visuomotor policies); absent for state policies. */
+  vision?: VisionConfig;
 }
 
 /** CPU-sized defaults: the published horizons with a U-Net of 64/128/256 channels. */
@@ -57,11 +61,18 @@ export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy 
   const mult = 2 ** (c.unet.downDims.length - 1);
   if (c.horizon % mult !== 0) throw new Error(`${source}: horizon ${c.horizon} must be a multiple of ${mult} for ${c.unet.downDims.length} U-Net levels`);
   if (c.noise.kind !== 'ddpm' && c.noise.kind !== 'edm') throw new Error(`${source}: training noise schedule must be ddpm or edm, got ${c.noise.kind}`);
+  if (c.vision) validateVisionConfig(c.vision, source);
+}
+
+/** The trainable network of a policy configuration: its U-Net (built first) and image encoders. */
+export function buildPolicyModel(config: DiffusionPolicyConfig, ctx: BuildContext, unetExtra: Partial<UnetConfig> = {}): PolicyModel {
+  const unet = new ConditionalUnet1D({ ...config.unet, inputDim: config.actionDim, globalCondDim: condDim(config), ...unetExtra }, ctx);
+  return new PolicyModel(unet, config.vision ? new ObsEncoder(config.vision, ctx) : null);
 }
 
 export class DiffusionPolicy extends ChunkPolicy {
   readonly kind = 'diffusion';
-  readonly unet: ConditionalUnet1D;
+  readonly model: PolicyModel;
   readonly scheduler: NoiseScheduler;
   /** The sampler predictAction uses; defaults to the training schedule's own. */
   sampler: NoiseScheduler;
@@ -69,25 +80,24 @@ export class DiffusionPolicy extends ChunkPolicy {
   constructor(config: DiffusionPolicyConfig, normalizer: LinearNormalizer, ctx: BuildContext = buildContext()) {
     validatePolicyConfig(config);
     super(config, normalizer, 0);
-    this.unet = new ConditionalUnet1D({ ...config.unet, inputDim: config.actionDim, globalCondDim: config.nObsSteps * config.obsDim }, ctx);
+    this.model = buildPolicyModel(config, ctx);
     // The sampling stream is drawn after the weights, so a seed gives the same weights as before.
     this.rng.setState(new Rng(ctx.rng.nextU32()).getState());
     this.scheduler = schedulerFromConfig(config.noise);
     this.sampler = this.scheduler;
   }
 
+  get unet(): ConditionalUnet1D {
+    return this.model.unet;
+  }
+
   network(globalCond: tf.Tensor): NetworkFn {
     return (x, t) => this.unet.forward(x, t, globalCond);
   }
 
-  /**
-   * The denoising loss on a batch of training windows, already normalised: obs (B, horizon,
-   * obsDim), of which the first nObsSteps are used, and action (B, horizon, actionDim).
-   */
-  computeLoss(obsNorm: tf.Tensor, actionNorm: tf.Tensor, rng: Rng): tf.Scalar {
-    const { nObsSteps: to, obsDim } = this.config;
-    const b = obsNorm.shape[0];
-    const cond = this.encodeObs(obsNorm.slice([0, 0, 0], [b, to, obsDim]));
+  /** The denoising loss on a training batch: observation histories and normalised actions (B, horizon, actionDim). */
+  computeLoss(obs: PolicyObs, actionNorm: tf.Tensor, rng: Rng): tf.Scalar {
+    const cond = this.encodeObs(obs);
     const tb = this.scheduler.trainingBatch(actionNorm, rng);
     const out = this.unet.forward(tb.input, tb.t, cond);
     return tb.loss(out).mean() as tf.Scalar;
@@ -104,6 +114,6 @@ export class DiffusionPolicy extends ChunkPolicy {
   }
 
   dispose(): void {
-    this.unet.dispose();
+    this.model.dispose();
   }
 }

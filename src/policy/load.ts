@@ -27,8 +27,8 @@ export async function loadDiffusionPolicy(p: string, opts: LoadPolicyOptions = {
   const which = opts.weights ?? 'ema';
   const tensors = ck.tensors[which];
   if (!tensors) throw new CheckpointError(`${ck.path}: has no ${which} weights`);
-  loadStateDict(policy.unet, tensors, { source: `${ck.path}/${which}.safetensors` });
-  policy.unet.eval();
+  loadStateDict(policy.model, tensors, { source: `${ck.path}/${which}.safetensors` });
+  policy.model.eval();
   return policy;
 }
 

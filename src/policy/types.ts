@@ -3,7 +3,10 @@ import { RowNoise, type NoiseSource } from '../diffusion/types.js';
 
 /** What every policy (multi-step diffusion, one-step OneDP, Consistency Policy) offers. */
 
-/** A batch of observation histories: per key, (batch, nObsSteps, ...frame) values, flat. */
+/**
+ * A batch of observation histories: per key, (batch, nObsSteps, ...frame) values, flat.
+ * "obs" holds the low-dimensional values; image policies add one uint8 array per camera.
+ */
 export interface ObservationBatch {
   batch: number;
   data: Record<string, Float32Array | Uint8Array>;
@@ -32,6 +35,8 @@ export interface Policy {
   readonly nActionSteps: number;
   readonly horizon: number;
   readonly actionDim: number;
+  /** Camera keys the policy observes besides "obs" (absent or empty for state policies). */
+  readonly cameras?: readonly string[];
   /**
    * `seed` fixes the noise of this call; `rngs` gives one generator per batch row, so each
    * row's actions do not depend on the rest of the batch.

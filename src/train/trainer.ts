@@ -18,6 +18,7 @@ import { cosineWithWarmup } from './lr.js';
 import { CheckpointError, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { makeProgress, type Progress } from './progress.js';
 import type { SafeTensor } from '../io/safetensors.js';
+import { disposePolicyObs, trainingObs } from '../policy/obs_encoder.js';
 
 export interface TrainConfig {
   /** Optimisation steps (batches). */
@@ -68,7 +69,10 @@ export interface TrainOptions {
   policy: DiffusionPolicyConfig;
   train?: Partial<TrainConfig>;
   buffer: ReplayBuffer;
-  /** Replay-buffer keys of the observation and the action (default "obs"/"action"). */
+  /**
+   * Replay-buffer keys of the observation and the action (default "obs"/"action"). Image
+   * policies also read one uint8 array per camera, named as the camera.
+   */
   obsKey?: string;
   actionKey?: string;
   /** Run directory: checkpoints go to `<outDir>/checkpoints`. */
@@ -145,6 +149,19 @@ function emaTensors(named: [string, Parameter][], ema: Ema): Map<string, SafeTen
   return out;
 }
 
+/** Every camera of an image policy must be in the buffer as (N, size, size, 3) frames. */
+export function checkCameras(buffer: ReplayBuffer, config: DiffusionPolicyConfig): void {
+  const v = config.vision;
+  if (!v) return;
+  for (const cam of v.cameras) {
+    if (!buffer.arrays.has(cam)) throw new Error(`the policy observes camera "${cam}" but the dataset has no such array (has: ${[...buffer.arrays.keys()].join(', ')})`);
+    const shape = buffer.get(cam).frameShape;
+    if (shape.length !== 3 || shape[0] !== v.frameSize || shape[1] !== v.frameSize || shape[2] !== 3) {
+      throw new Error(`dataset "${cam}" frames are [${shape}] but the policy expects ${v.frameSize}x${v.frameSize}x3 RGB`);
+    }
+  }
+}
+
 export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
   const started = performance.now();
   const obsKey = opts.obsKey ?? 'obs';
@@ -171,23 +188,25 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
     const dimOf = (k: string) => opts.buffer.frameSize(k);
     if (dimOf(obsKey) !== policyConfig.obsDim) throw new Error(`dataset "${obsKey}" has ${dimOf(obsKey)} values per frame but the policy expects obsDim ${policyConfig.obsDim}`);
     if (dimOf(actionKey) !== policyConfig.actionDim) throw new Error(`dataset "${actionKey}" has ${dimOf(actionKey)} values per frame but the policy expects actionDim ${policyConfig.actionDim}`);
+    checkCameras(opts.buffer, policyConfig);
     normalizer = LinearNormalizer.fit({ obs: { values: Float32Array.from(obs.data), dim: policyConfig.obsDim }, action: { values: Float32Array.from(act.data), dim: policyConfig.actionDim } });
   }
 
   const policy = new DiffusionPolicy(policyConfig, normalizer, buildContext({ seed: cfg.seed }));
-  const named = [...policy.unet.namedParameters()];
+  const named = [...policy.model.namedParameters()];
   const names = named.map(([n]) => n);
   const vars = named.map(([, p]) => p.v);
   const opt = new AdamW(vars, { lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weightDecay });
   const ema = new Ema(vars, cfg.emaPower, cfg.emaMaxDecay);
   const noiseRng = new Rng((cfg.seed + 1) >>> 0);
+  const cropRng = new Rng((cfg.seed + 2) >>> 0);
   let step = 0;
   let losses: number[] = [];
   let lastCheckpoint: string | null = existing;
 
   if (resumed) {
     const src = resumed.path;
-    loadStateDict(policy.unet, resumed.tensors.model, { source: `${src}/model.safetensors` });
+    loadStateDict(policy.model, resumed.tensors.model, { source: `${src}/model.safetensors` });
     const emaSd = resumed.tensors.ema;
     const optSd = resumed.tensors.optimizer;
     if (!emaSd || !optSd) throw new CheckpointError(`${src}: lacks EMA or optimizer state, cannot resume training`);
@@ -212,6 +231,7 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
     opt.setState({ t: meta.optimizerStep as number, m, v });
     ema.step = meta.emaStep as number;
     noiseRng.setState(meta.noiseRng as number[]);
+    if (meta.cropRng) cropRng.setState(meta.cropRng as number[]);
     losses = (meta.losses as number[]).slice(0, step);
   }
 
@@ -239,6 +259,7 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
           optimizerStep: opt.t,
           emaStep: ema.step,
           noiseRng: noiseRng.getState(),
+          cropRng: cropRng.getState(),
           losses,
           obsKey,
           actionKey,
@@ -246,7 +267,7 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
           savedAt: new Date().toISOString(),
         },
         tensors: {
-          model: stateDict(policy.unet),
+          model: stateDict(policy.model),
           ema: emaTensors(named, ema),
           optimizer: optimizerTensors(names, opt, shapes),
         },
@@ -259,27 +280,27 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
 
   const progress: Progress = makeProgress(opts.progress ?? 'auto');
   progress.start(cfg.steps, step, 'train');
-  const { horizon, obsDim, actionDim } = policyConfig;
+  const { horizon, actionDim } = policyConfig;
   let windowStart = performance.now();
   let windowSteps = 0;
   try {
     while (step < cfg.steps) {
       const idx = batchIndices(sampler.length, cfg.batchSize, cfg.seed, step);
-      const obsBatch = normalizer.normalize('obs', sampler.batch(obsKey, idx));
+      const obs = trainingObs(policyConfig, normalizer, sampler, idx, cropRng, obsKey);
       const actBatch = normalizer.normalize('action', sampler.batch(actionKey, idx));
       const lr = cfg.lr * cosineWithWarmup(step, cfg.warmupSteps, cfg.steps);
       opt.lr = lr;
       const lossValue = tf.tidy(() => {
-        const o = tf.tensor(obsBatch, [idx.length, horizon, obsDim]);
         const a = tf.tensor(actBatch, [idx.length, horizon, actionDim]);
         const { value, grads } = tf.variableGrads(() => {
-          const l = policy.computeLoss(o, a, noiseRng);
+          const l = policy.computeLoss(obs, a, noiseRng);
           return opts.lossHook ? opts.lossHook(step, l) : l;
         }, vars);
         const v = value.dataSync()[0];
         if (Number.isFinite(v)) opt.step(vars.map((x) => grads[x.name]));
         return v;
       });
+      disposePolicyObs(obs);
       if (!Number.isFinite(lossValue)) {
         throw new TrainingDivergedError(
           `training loss became ${lossValue} at step ${step + 1}; stopped without updating the weights. ` +
