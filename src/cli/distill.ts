@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { initEngine } from '../engine/index.js';
 import { openDataset } from '../data/load.js';
-import { defaultObsSpec, lowdimBuffer } from '../data/obs_spec.js';
+import { defaultObsSpec, policyBuffer } from '../data/obs_spec.js';
 import { loadDiffusionPolicy } from '../policy/load.js';
 import type { DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
@@ -71,7 +71,7 @@ export function registerDistillCommand(program: Command): void {
       const datasetPath = f.dataset ?? prov.dataset;
       if (!datasetPath) throw new UsageError(`${ck.path}: does not record its dataset; pass --dataset`);
       const raw = await openDataset(datasetPath);
-      const buffer = lowdimBuffer(raw, prov.obsSpec ?? defaultObsSpec(raw));
+      const buffer = policyBuffer(raw, prov.obsSpec ?? defaultObsSpec(raw), datasetPath);
       const teacher = await loadDiffusionPolicy(ck.path);
       const provenance = { teacher: ck.path, dataset: datasetPath, obsSpec: prov.obsSpec };
       const outDir = resolvePath(f.out);

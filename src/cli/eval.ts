@@ -7,7 +7,8 @@ import { applySampler, loadPolicy } from '../policy/load.js';
 import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
-import { evaluatePushT } from '../eval/pusht.js';
+import { evaluatePushT, pushtObsType } from '../eval/pusht.js';
+import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
 import { encodeGif } from '../io/gif.js';
 import { rgbToRgba, writePngStrip } from '../io/png.js';
@@ -110,8 +111,15 @@ export function registerEvalCommand(program: Command): void {
           throw new UsageError(`--sampler: ${(e as Error).message}`);
         }
       }
-      if ((policy instanceof DiffusionPolicy || policy instanceof ConsistencyPolicy) && policy.config.obsDim !== 20) {
-        throw new UsageError(`${f.policy}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
+      if (policy instanceof ChunkPolicy) {
+        const want = policy.config.vision ? 2 : 20;
+        const what = policy.config.vision ? 'the agent position (2-D) beside its camera' : 'the 20-D keypoint observation';
+        if (policy.config.obsDim !== want) throw new UsageError(`${f.policy}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides ${what}`);
+        try {
+          pushtObsType(policy);
+        } catch (e) {
+          throw new UsageError(`${f.policy}: ${(e as Error).message}`);
+        }
       }
       const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
       const res = evaluatePushT(policy, {

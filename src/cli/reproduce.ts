@@ -1,5 +1,6 @@
 /**
- * `onedp reproduce pusht-state`: the larger PushT-state experiment behind the README's table.
+ * `onedp reproduce pusht-state|pusht-image`: the larger PushT experiments behind the README's
+ * tables (image: the same recipe on camera frames + agent position, with smaller defaults).
  * Several training seeds, DDPM and EDM teachers, OneDP-S and OneDP-D from each (and
  * Consistency Policy from the EDM teacher when available), every policy evaluated on the same
  * 100 test seeds, latency measured on a quiet machine at the end.
@@ -16,7 +17,8 @@ import * as path from 'node:path';
 import { initEngine } from '../engine/index.js';
 import { collectPushT } from '../envs/collect.js';
 import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
-import { lowdimBuffer } from '../data/obs_spec.js';
+import { IMAGE_OBS_SPEC, policyBuffer } from '../data/obs_spec.js';
+import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import type { ReplayBuffer } from '../data/replay.js';
 import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { trainPolicy } from '../train/trainer.js';
@@ -36,7 +38,10 @@ import { resolvePath } from './commands.js';
 
 export type Teacher = 'ddpm' | 'edm';
 
+export type Experiment = 'pusht-state' | 'pusht-image';
+
 export interface ReproduceOptions {
+  experiment: Experiment;
   out: string;
   episodes: number;
   trainSteps: number;
@@ -44,6 +49,8 @@ export interface ReproduceOptions {
   lr: number;
   downDims: number[];
   stepEmbed: number;
+  /** Image experiment: ResNet-18 stage widths of the encoder. */
+  encoderWidths: number[];
   distillSteps: number;
   lrGenerator: number;
   lrScore: number;
@@ -67,9 +74,10 @@ export interface ReproduceOptions {
   progress: 'auto' | 'bar' | 'lines' | 'none';
 }
 
-const OBS_SPEC = 'keypoint,state[0:2]';
+const STATE_OBS_SPEC = 'keypoint,state[0:2]';
+const obsSpec = (o: ReproduceOptions) => (o.experiment === 'pusht-image' ? IMAGE_OBS_SPEC : STATE_OBS_SPEC);
 /** Flags the parent sets for its child processes. */
-const OVERRIDDEN = ['--train-seeds', '--curve-seed', '--stage', '--jobs', '--progress'];
+const OVERRIDDEN = ['--train-seeds', '--teachers', '--curve-seed', '--stage', '--jobs', '--progress'];
 const log = (s: string) => process.stderr.write(`[reproduce] ${s}\n`);
 
 /** One evaluated configuration: a row of the table. */
@@ -145,7 +153,8 @@ async function checkpointStep(dir: string): Promise<number> {
 }
 
 async function loadBuffer(o: ReproduceOptions): Promise<ReplayBuffer> {
-  return lowdimBuffer(await readReplayBuffer(dataPath(o), { keys: ['keypoint', 'state', 'action'] }), OBS_SPEC);
+  const keys = o.experiment === 'pusht-image' ? ['img', 'state', 'action'] : ['keypoint', 'state', 'action'];
+  return policyBuffer(await readReplayBuffer(dataPath(o), { keys }), obsSpec(o), dataPath(o));
 }
 
 async function loadRowPolicy(dir: string, spec: RowSpec): Promise<Policy> {
@@ -234,9 +243,11 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
     const dpDir = path.join(dir, 'dp');
     if ((await checkpointStep(dpDir)) < o.trainSteps) {
       log(`seed ${seed} ${teacher}: pre-training ${o.trainSteps} steps`);
-      const policyConfig = defaultPolicyConfig(20, 2, {
+      const image = o.experiment === 'pusht-image';
+      const policyConfig = defaultPolicyConfig(image ? 2 : 20, 2, {
         unet: { diffusionStepEmbedDim: o.stepEmbed, downDims: o.downDims, kernelSize: 5, nGroups: 8, condPredictScale: true },
         noise: noiseConfig(teacher),
+        ...(image ? { vision: defaultVisionConfig({ widths: o.encoderWidths }) } : {}),
       });
       const res = await trainPolicy({
         policy: policyConfig,
@@ -245,12 +256,12 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
         resume: true,
         train: { steps: o.trainSteps, batchSize: o.batchSize, lr: o.lr, seed, warmupSteps: Math.min(500, Math.floor(o.trainSteps / 10)), checkpointEvery: Math.max(500, Math.floor(o.trainSteps / 6)) },
         progress: o.progress,
-        provenance: { dataset: dataPath(o), obsSpec: OBS_SPEC, recipe: 'reproduce pusht-state' },
+        provenance: { dataset: dataPath(o), obsSpec: obsSpec(o), recipe: `reproduce ${o.experiment}` },
       });
       res.policy.dispose();
       await addTiming(dir, 'pretraining', res.wallSeconds);
     }
-    const provenance = { teacher: dpDir, dataset: dataPath(o), obsSpec: OBS_SPEC };
+    const provenance = { teacher: dpDir, dataset: dataPath(o), obsSpec: obsSpec(o) };
     for (const method of ['onedp-s', 'onedp-d'] as const) {
       await distillStage(o, seed, dir, method, `${method} (${teacher} teacher)`, (t, hook) =>
         distillOneDp({ teacher: t, buffer, config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore }, outDir: path.join(dir, method), progress: o.progress, provenance, ...hook }),
@@ -275,17 +286,17 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
   }
 }
 
-/** Runs the training seeds as child processes, at most `jobs` at a time. */
+/** Runs every (training seed, teacher) pair as a child process, at most `jobs` at a time. */
 async function runSeedsInParallel(o: ReproduceOptions, argv: string[]): Promise<void> {
-  const queue = [...o.trainSeeds];
-  const runOne = (seed: number) =>
+  const queue = o.trainSeeds.flatMap((seed) => o.teachers.map((teacher) => [seed, teacher] as const));
+  const runOne = (seed: number, teacher: Teacher) =>
     new Promise<void>((resolve, reject) => {
-      const args = [...process.execArgv, process.argv[1], ...argv, '--train-seeds', String(seed), '--curve-seed', String(o.trainSeeds[0]), '--stage', 'seed', '--jobs', '1', '--progress', 'lines'];
+      const args = [...process.execArgv, process.argv[1], ...argv, '--train-seeds', String(seed), '--teachers', teacher, '--curve-seed', String(o.trainSeeds[0]), '--stage', 'seed', '--jobs', '1', '--progress', 'lines'];
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`training seed ${seed} failed (exit ${code}); rerun the same command to continue`))));
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`training seed ${seed} (${teacher} teacher) failed (exit ${code}); rerun the same command to continue`))));
     });
   const workers = Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
-    for (let s = queue.shift(); s !== undefined; s = queue.shift()) await runOne(s);
+    for (let job = queue.shift(); job !== undefined; job = queue.shift()) await runOne(job[0], job[1]);
   });
   await Promise.all(workers);
 }
@@ -431,7 +442,7 @@ async function aggregate(o: ReproduceOptions): Promise<{ rows: AggregateRow[]; t
   return { rows, timing };
 }
 
-function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<string, number[]>, curves: Curve[], rt: Awaited<ReturnType<typeof realtimeTable>>, info: { frames: number; params: number; backend: string }): string {
+function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<string, number[]>, curves: Curve[], rt: Awaited<ReturnType<typeof realtimeTable>>, info: { frames: number; params: number; encoderParams: number; backend: string }): string {
   const f = (v: number, d = 3) => v.toFixed(d);
   const ratio = (a: string, b: string) => {
     const ra = rows.find((r) => r.method === a);
@@ -439,10 +450,13 @@ function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<
     return ra && rb ? `${(ra.actionMs / rb.actionMs).toFixed(1)}x` : '-';
   };
   const t = (k: string) => meanStd(timing[k] ?? [])[0];
+  const image = o.experiment === 'pusht-image';
   const lines = [
-    `# onedp reproduce pusht-state`,
+    `# onedp reproduce ${o.experiment}`,
     '',
-    `${o.episodes} scripted-expert demonstrations (${info.frames} frames); ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(info.params / 1e6).toFixed(2)}M parameters), ` +
+    `${o.episodes} scripted-expert demonstrations (${info.frames} frames); ` +
+      (image ? `observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position; ResNet-18 encoder with stage widths ${o.encoderWidths.join('/')} (GroupNorm, spatial softmax, ${(info.encoderParams / 1e6).toFixed(2)}M parameters); ` : 'observation: 9 block keypoints + agent position; ') +
+      `ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(info.params / 1e6).toFixed(2)}M parameters), ` +
       `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; distillation ${o.distillSteps} steps per method; training seeds ${o.trainSeeds.join(', ')}; ` +
       `${o.testSeeds.length} test seeds (${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}), the same for every row. Backend: ${info.backend}.`,
     '',
@@ -479,7 +493,7 @@ export async function reproducePushTState(o: ReproduceOptions, stage: 'all' | 's
   const backend = await initEngine();
   if (stage !== 'seed' && !(await exists(path.join(dataPath(o), '.zgroup')))) {
     log(`collecting ${o.episodes} expert demonstrations`);
-    const res = collectPushT({ episodes: o.episodes, seed: 0 });
+    const res = collectPushT({ episodes: o.episodes, seed: 0, images: o.experiment === 'pusht-image' });
     await writeReplayBuffer(dataPath(o), res.buffer);
   }
   if (stage === 'seed') {
@@ -487,7 +501,7 @@ export async function reproducePushTState(o: ReproduceOptions, stage: 'all' | 's
     return;
   }
   if (stage === 'all') {
-    if (o.jobs > 1 && o.trainSeeds.length > 1) await runSeedsInParallel(o, argv);
+    if (o.jobs > 1 && o.trainSeeds.length * o.teachers.length > 1) await runSeedsInParallel(o, argv);
     else for (const s of o.trainSeeds) await runSeed(o, s);
   }
   const { rows, timing } = await aggregate(o);
@@ -495,7 +509,8 @@ export async function reproducePushTState(o: ReproduceOptions, stage: 'all' | 's
   const dp = await loadDiffusionPolicy(path.join(seedDir(o, o.trainSeeds[0], o.teachers[0]), 'dp'));
   const curves = await readCurves(o);
   const rt = o.realtimeNfeMs.length ? await realtimeTable(o) : { columns: [], rows: [] };
-  const report = renderReport(o, rows, timing, curves, rt, { frames: buffer.numFrames, params: dp.unet.numParameters(), backend });
+  const encoderParams = dp.model.obsEncoder?.numParameters() ?? 0;
+  const report = renderReport(o, rows, timing, curves, rt, { frames: buffer.numFrames, params: dp.unet.numParameters(), encoderParams, backend });
   dp.dispose();
   await writeFileAtomic(path.join(o.out, 'report.md'), report);
   await writeFileAtomic(path.join(o.out, 'results.json'), JSON.stringify({ options: o, rows, timing, curves, realtime: rt }, null, 1));
@@ -518,33 +533,44 @@ export function registerReproduceCommand(program: Command): void {
   program
     .command('reproduce')
     .description('the larger experiment behind the README table (resumable; rerun the same command to continue)')
-    .argument('<experiment>', 'pusht-state')
-    .option('--out <dir>', 'run directory', 'runs/reproduce-pusht-state')
-    .option('--episodes <n>', 'expert demonstrations', '200')
-    .option('--train-steps <n>', 'pre-training steps per teacher', '5000')
-    .option('--batch-size <n>', 'batch size', '64')
+    .argument('<experiment>', 'pusht-state or pusht-image')
+    .option('--out <dir>', 'run directory (default runs/reproduce-<experiment>)')
+    .option('--episodes <n>', 'expert demonstrations (default: state 200, image 100)')
+    .option('--train-steps <n>', 'pre-training steps per teacher (default: state 5000, image 2000)')
+    .option('--batch-size <n>', 'batch size (default: state 64, image 32)')
     .option('--lr <x>', 'pre-training learning rate', '1e-3')
     .option('--down-dims <list>', 'U-Net channels', '32,64')
     .option('--step-embed <n>', 'diffusion step embedding size', '64')
-    .option('--distill-steps <n>', 'distillation steps per method', '300')
+    .option('--encoder-widths <list>', 'pusht-image: ResNet-18 stage widths (the spec\'s: 64,128,256,512)', '16,32,64,128')
+    .option('--distill-steps <n>', 'distillation steps per method (default: state 300, image 200)')
     .option('--lr-generator <x>', 'OneDP generator learning rate', '1e-4')
     .option('--lr-score <x>', 'OneDP-S score-network learning rate', '1e-3')
     .option('--cp-lr <x>', 'Consistency Policy learning rate (paper 1e-4)', '1e-3')
     .option('--cp-dropout <x>', 'Consistency Policy dropout (paper 0.2)', '0')
-    .option('--curve-every <n>', 'evaluate the first seed\'s one-step policies every N distillation steps (0: off)', '100')
+    .option('--curve-every <n>', 'evaluate the first seed\'s one-step policies every N distillation steps (0: off; default: state 100, image 0)')
     .option('--curve-seeds <n>', 'test seeds per learning-curve point', '50')
-    .option('--realtime-nfe-ms <list>', 'real-time table: simulated ms per network evaluation, one column each ("" for none)', '3,86')
+    .option('--realtime-nfe-ms <list>', 'real-time table: simulated ms per network evaluation, one column each ("" for none; default: state 3,86, image none)')
     .option('--perturb <n>', 'real-time table: block moves per episode (0-2)', '1')
     .option('--curve-seed <n>', 'training seed whose learning curves are recorded (default: the first)')
-    .option('--train-seeds <list>', 'training seeds', '0,1')
+    .option('--train-seeds <list>', 'training seeds (default: state 0,1, image 0)')
     .option('--teachers <list>', 'ddpm, edm or both', 'ddpm,edm')
     .option('--test-seeds <A:B>', 'test seeds', '100000:100100')
     .option('--latency-reps <n>', 'batch-1 calls per latency measurement', '30')
-    .option('--jobs <n>', 'training seeds run in parallel processes', '2')
+    .option('--jobs <n>', '(training seed, teacher) pairs run in parallel processes', '2')
     .option('--stage <s>', 'all, seed (train/distil/evaluate the given seeds only) or report', 'all')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
     .action(async (experiment: string, f: Record<string, string>) => {
-      if (experiment !== 'pusht-state') throw new UsageError(`unknown experiment "${experiment}"; available: pusht-state`);
+      if (experiment !== 'pusht-state' && experiment !== 'pusht-image') throw new UsageError(`unknown experiment "${experiment}"; available: pusht-state, pusht-image`);
+      const image = experiment === 'pusht-image';
+      const dflt = (v: string | undefined, state: string, img: string) => v ?? (image ? img : state);
+      f.out = dflt(f.out, 'runs/reproduce-pusht-state', 'runs/reproduce-pusht-image');
+      f.episodes = dflt(f.episodes, '200', '100');
+      f.trainSteps = dflt(f.trainSteps, '5000', '2000');
+      f.batchSize = dflt(f.batchSize, '64', '32');
+      f.distillSteps = dflt(f.distillSteps, '300', '200');
+      f.curveEvery = dflt(f.curveEvery, '100', '0');
+      f.realtimeNfeMs = dflt(f.realtimeNfeMs, '3,86', '');
+      f.trainSeeds = dflt(f.trainSeeds, '0,1', '0');
       if (!['all', 'seed', 'report'].includes(f.stage)) throw new UsageError(`--stage must be all, seed or report, got "${f.stage}"`);
       let testSeeds: number[];
       try {
@@ -561,6 +587,7 @@ export function registerReproduceCommand(program: Command): void {
       };
       const lr = positive('lr', f.lr);
       const o: ReproduceOptions = {
+        experiment,
         out: resolvePath(f.out),
         episodes: parseIntFlag('episodes', f.episodes),
         trainSteps: parseIntFlag('train-steps', f.trainSteps),
@@ -568,6 +595,7 @@ export function registerReproduceCommand(program: Command): void {
         lr,
         downDims: parseIntList('down-dims', f.downDims),
         stepEmbed: parseIntFlag('step-embed', f.stepEmbed),
+        encoderWidths: parseIntList('encoder-widths', f.encoderWidths),
         distillSteps: parseIntFlag('distill-steps', f.distillSteps),
         lrGenerator: positive('lr-generator', f.lrGenerator),
         lrScore: positive('lr-score', f.lrScore),

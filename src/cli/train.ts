@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { initEngine } from '../engine/index.js';
 import { openDataset } from '../data/load.js';
-import { defaultObsSpec, lowdimBuffer, parseObsSpec } from '../data/obs_spec.js';
+import { defaultObsSpec, isImageSpec, parseObsSpec, policyBuffer } from '../data/obs_spec.js';
+import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import { defaultPolicyConfig, type DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
 import { DEFAULT_TRAIN_CONFIG, trainPolicy, type TrainConfig } from '../train/trainer.js';
 import { loadDiffusionPolicy } from '../policy/load.js';
@@ -25,6 +26,7 @@ interface TrainFlags {
   checkpointEvery?: string;
   downDims?: string;
   stepEmbed?: string;
+  encoderWidths?: string;
   resume?: boolean;
   progress?: string;
 }
@@ -43,7 +45,7 @@ export function registerTrainCommands(program: Command): void {
     .requiredOption('--out <dir>', 'run directory (checkpoints go to <dir>/checkpoints)')
     .option('--config <file>', 'JSON file with {"policy": {...}, "train": {...}} overrides')
     .option('--schedule <kind>', 'training noise schedule: ddpm or edm', 'ddpm')
-    .option('--obs <spec>', 'observation columns, e.g. "keypoint,state[0:2]" (default: PushT keypoints + agent position)')
+    .option('--obs <spec>', 'observation columns, e.g. "keypoint,state[0:2]" (default: PushT keypoints + agent position), or "image" for the camera frames + agent position')
     .option('--steps <n>', `optimisation steps (default ${DEFAULT_TRAIN_CONFIG.steps})`)
     .option('--batch-size <n>', `batch size (default ${DEFAULT_TRAIN_CONFIG.batchSize})`)
     .option('--lr <x>', `peak learning rate (default ${DEFAULT_TRAIN_CONFIG.lr})`)
@@ -51,6 +53,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--checkpoint-every <n>', `steps between checkpoints (default ${DEFAULT_TRAIN_CONFIG.checkpointEvery})`)
     .option('--down-dims <list>', 'U-Net channels per level (default 64,128,256)')
     .option('--step-embed <n>', 'timestep embedding size (default 128)')
+    .option('--encoder-widths <list>', 'image policies: ResNet-18 stage widths (default 16,32,64,128; the spec\'s full ResNet-18 is 64,128,256,512)')
     .option('--resume', 'continue from the latest checkpoint in --out')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
     .action(async (f: TrainFlags) => {
@@ -64,9 +67,12 @@ export function registerTrainCommands(program: Command): void {
       if (f.checkpointEvery) train.checkpointEvery = parseIntFlag('checkpoint-every', f.checkpointEvery);
       const raw = await openDataset(f.dataset);
       const spec = f.obs ?? defaultObsSpec(raw);
-      parseObsSpec(spec);
-      const buffer = lowdimBuffer(raw, spec);
-      const base = defaultPolicyConfig(buffer.frameSize('obs'), buffer.frameSize('action'), { noise: noiseConfig(f.schedule) });
+      const image = isImageSpec(spec);
+      if (!image) parseObsSpec(spec);
+      if (f.encoderWidths && !image) throw new UsageError('--encoder-widths applies to image policies (--obs image)');
+      const buffer = policyBuffer(raw, spec, f.dataset);
+      const vision = image ? { vision: defaultVisionConfig(f.encoderWidths ? { widths: parseIntList('encoder-widths', f.encoderWidths) } : {}) } : {};
+      const base = defaultPolicyConfig(buffer.frameSize('obs'), buffer.frameSize('action'), { noise: noiseConfig(f.schedule), ...vision });
       const policy: DiffusionPolicyConfig = { ...base, ...file.policy, unet: { ...base.unet, ...file.policy?.unet } };
       if (f.downDims) policy.unet.downDims = parseIntList('down-dims', f.downDims);
       if (f.stepEmbed) policy.unet.diffusionStepEmbedDim = parseIntFlag('step-embed', f.stepEmbed);
@@ -99,8 +105,11 @@ export function registerTrainCommands(program: Command): void {
       const policy = await loadDiffusionPolicy(resolvePath(f.checkpoint));
       const n = parseIntFlag('num', f.num);
       const { nObsSteps: to, obsDim } = policy.config;
+      const cameras = policy.config.vision?.cameras ?? [];
       let hist: number[][];
+      const frames: Record<string, Float32Array | Uint8Array> = {};
       if (f.obs) {
+        if (cameras.length) throw new UsageError(`${f.checkpoint}: an image policy takes its observation from --dataset, not --obs`);
         try {
           hist = JSON.parse(f.obs) as number[][];
         } catch {
@@ -114,17 +123,26 @@ export function registerTrainCommands(program: Command): void {
         const ck = (await import('../train/checkpoint.js')).loadCheckpoint;
         const meta = (await ck(resolvePath(f.checkpoint))).meta;
         const spec = ((meta.provenance as { obsSpec?: string } | undefined)?.obsSpec) ?? defaultObsSpec(raw);
-        const buf = lowdimBuffer(raw, spec);
+        const buf = policyBuffer(raw, spec, f.dataset);
         const sampler = new SequenceSampler(buf, { sequenceLength: policy.horizon, padBefore: to - 1, padAfter: policy.nActionSteps - 1 });
         const i = parseIntFlag('index', f.index, 0);
         if (i >= sampler.length) throw new UsageError(`--index ${i} is beyond the dataset's ${sampler.length} windows`);
         const w = sampler.batch('obs', [i]);
         hist = Array.from({ length: to }, (_, t) => Array.from(w.subarray(t * obsDim, (t + 1) * obsDim)));
+        for (const cam of cameras) frames[cam] = sampler.frames(cam, [i], to);
       } else {
         throw new UsageError('give --obs or --dataset');
       }
       const sampler = f.sampler ? parseSampler(f.sampler, policy.config.noise.kind as 'ddpm' | 'edm') : undefined;
-      const out = policy.predictAction(Array.from({ length: n }, () => hist), { seed: parseIntFlag('seed', f.seed, 0), sampler });
+      // n copies of the one history: per key, the values repeated along the batch.
+      const repeat = <T extends Float32Array | Uint8Array>(v: T): T => {
+        const out = new (v.constructor as { new (n: number): T })(v.length * n);
+        for (let k = 0; k < n; k++) out.set(v, k * v.length);
+        return out;
+      };
+      const data: Record<string, Float32Array | Uint8Array> = { obs: repeat(Float32Array.from(hist.flat())) };
+      for (const [k, v] of Object.entries(frames)) data[k] = repeat(v);
+      const out = policy.predictAction({ batch: n, data }, { seed: parseIntFlag('seed', f.seed, 0), sampler });
       console.log(JSON.stringify({ observation: hist, timing: out.timing, chunks: out.chunk.map((c) => c.map((a) => a.map((v) => Number(v.toFixed(3))))) }, null, 1));
     });
 }

@@ -21,6 +21,31 @@ export function parseObsSpec(spec: string): ObsPart[] {
   });
 }
 
+/**
+ * `image`: the visuomotor observation of PushT, the camera frames (dataset array `img`, policy
+ * camera `image`) plus the agent position (`state[0:2]`).
+ */
+export const IMAGE_OBS_SPEC = 'image';
+
+export function isImageSpec(spec: string): boolean {
+  return spec.trim() === IMAGE_OBS_SPEC;
+}
+
+/**
+ * The training buffer for an observation spec: `obs` and `action`, plus the `image` camera
+ * (the uint8 frames, not copied) for the image spec.
+ */
+export function policyBuffer(buffer: ReplayBuffer, spec: string, source = 'dataset'): ReplayBuffer {
+  if (!isImageSpec(spec)) return lowdimBuffer(buffer, spec);
+  if (!buffer.arrays.has('img')) throw new Error(`${source}: has no "img" array, so it cannot train an image policy (collect with onedp env collect --obs image)`);
+  const img = buffer.get('img');
+  if (!(img.data instanceof Uint8Array) || img.frameShape.length !== 3 || img.frameShape[2] !== 3 || img.frameShape[0] !== img.frameShape[1]) {
+    throw new Error(`${source}: "img" must hold square uint8 RGB frames, got ${img.data.constructor.name} [${img.frameShape}]`);
+  }
+  const low = lowdimBuffer(buffer, 'state[0:2]');
+  return new ReplayBuffer({ obs: low.get('obs'), action: low.get('action'), image: img }, buffer.episodeEnds, source);
+}
+
 /** The default observation for a dataset: PushT's keypoints + agent position when present. */
 export function defaultObsSpec(buffer: ReplayBuffer): string {
   if (buffer.arrays.has('obs')) return 'obs';

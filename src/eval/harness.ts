@@ -21,6 +21,23 @@ export interface EvalEnv {
   };
 }
 
+/**
+ * One step's observation as the policy takes it: the low-dimensional vector (key "obs"), or
+ * values per key ("obs" and one uint8 frame per camera).
+ */
+export type StepObservation = Float32Array | Record<string, Float32Array | Uint8Array>;
+
+function stepRecord(o: StepObservation): Record<string, Float32Array | Uint8Array> {
+  return o instanceof Float32Array ? { obs: o } : o;
+}
+
+/** The low-dimensional part ("obs") of a step observation. */
+export function lowdimOf(o: StepObservation): Float32Array {
+  const v = stepRecord(o).obs;
+  if (!(v instanceof Float32Array)) throw new Error('step observation has no float "obs" values');
+  return v;
+}
+
 /** PushT's control period: 10 Hz. */
 export const CONTROL_PERIOD_MS = 100;
 
@@ -28,7 +45,7 @@ export interface EvalOptions<E extends EvalEnv = EvalEnv> {
   policy: Policy;
   makeEnv: () => E;
   /** Turns an environment observation into the policy's per-step observation values. */
-  observe: (obs: unknown) => Float32Array;
+  observe: (obs: unknown) => StepObservation;
   seeds: number[];
   /** Episodes stepped together (one batched policy call per replanning). */
   batchSize?: number;
@@ -158,17 +175,25 @@ export interface EpisodeTally {
   perturbations: number | undefined;
 }
 
-/** The episodes' observation histories as one (B, To, dim) policy batch. */
-export function flatHistories(rows: { hist: Float32Array[] }[], to: number): ObservationBatch {
-  const dim = rows[0].hist[0].length;
-  const flat = new Float32Array(rows.length * to * dim);
-  rows.forEach((s, b) => s.hist.forEach((h, k) => flat.set(h, (b * to + k) * dim)));
-  return { batch: rows.length, data: { obs: flat } };
+/** The episodes' observation histories as one policy batch: per key, (B, To, ...) values. */
+export function flatHistories(rows: { hist: StepObservation[] }[], to: number): ObservationBatch {
+  const data: Record<string, Float32Array | Uint8Array> = {};
+  for (const [key, first] of Object.entries(stepRecord(rows[0].hist[0]))) {
+    const dim = first.length;
+    const flat = first instanceof Uint8Array ? new Uint8Array(rows.length * to * dim) : new Float32Array(rows.length * to * dim);
+    rows.forEach((s, b) => s.hist.forEach((h, k) => {
+      const v = stepRecord(h)[key];
+      if (!v || v.length !== dim) throw new Error(`observation "${key}" changed size or vanished during an episode`);
+      flat.set(v, (b * to + k) * dim);
+    }));
+    data[key] = flat;
+  }
+  return { batch: rows.length, data };
 }
 
 /** One environment step of an episode, tallied the same way by both harnesses; sets `done` at its end. */
 export function stepEpisode<E extends EvalEnv>(
-  s: EpisodeTally & { hist: Float32Array[]; done: boolean },
+  s: EpisodeTally & { hist: StepObservation[]; done: boolean },
   env: E,
   action: number[],
   opts: Pick<EvalOptions<E>, 'observe' | 'onStep'>,
@@ -213,13 +238,13 @@ export interface LatencyResult {
 }
 
 /** Median batch-1 latency of a policy on given observation histories (as the paper reports). */
-export function measureLatency(policy: Policy, histories: Float32Array[], reps = 10): LatencyResult {
+export function measureLatency(policy: Policy, histories: StepObservation[][], reps = 10): LatencyResult {
   const enc: number[] = [];
   const act: number[] = [];
   let nfe = 0;
   for (let r = 0; r < reps + 2; r++) {
-    const h = histories[r % histories.length];
-    const out = policy.predictAction({ batch: 1, data: { obs: h } }, { seed: r });
+    const h = flatHistories([{ hist: histories[r % histories.length] }], policy.nObsSteps);
+    const out = policy.predictAction(h, { seed: r });
     nfe = out.timing.nfe;
     if (r >= 2) {
       enc.push(out.timing.obsEncodingMs);

@@ -1,8 +1,11 @@
-/** Evaluation on PushT with low-dimensional observations (keypoints + agent position). */
-import { PushTEnv } from '../envs/pusht.js';
+/**
+ * Evaluation on PushT: state policies observe the 20-D keypoint vector, image policies the
+ * 96x96 rendering (key "image") plus the agent position ("obs"), as in the datasets.
+ */
+import { PushTEnv, type ImageObs, type ObsType } from '../envs/pusht.js';
 import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
 import type { Policy } from '../policy/types.js';
-import { evaluate, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult } from './harness.js';
+import { evaluate, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
 import { evaluateRealtime, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** The policy's 20-D observation: 9 block keypoints then the agent position, as in the datasets. */
@@ -13,8 +16,31 @@ export function keypointObs(obs: unknown): Float32Array {
 }
 
 /** The agent position in a keypoint observation (its last two values). */
-export function keypointAgentPosition(obs: Float32Array): [number, number] {
-  return [obs[18], obs[19]];
+export function keypointAgentPosition(obs: StepObservation): [number, number] {
+  const o = lowdimOf(obs);
+  return [o[18], o[19]];
+}
+
+/** Camera key of PushT's rendering in image policies (the dataset stores it as "img"). */
+export const PUSHT_CAMERA = 'image';
+
+/** An image policy's step observation: the frame and the 2-D agent position. */
+export function imageObs(obs: unknown): StepObservation {
+  const o = obs as ImageObs;
+  if (!o || !(o.image instanceof Uint8Array) || !Array.isArray(o.agentPos)) throw new Error('expected a PushT image observation ({ image, agentPos })');
+  return { [PUSHT_CAMERA]: o.image, obs: Float32Array.from(o.agentPos) };
+}
+
+/** Which PushT observation a policy needs: image for camera policies, else keypoints. */
+export function pushtObsType(policy: Policy): 'image' | 'keypoints' {
+  const cams = policy.cameras ?? [];
+  if (cams.length === 0) return 'keypoints';
+  if (cams.length !== 1 || cams[0] !== PUSHT_CAMERA) throw new Error(`PushT renders one camera, "${PUSHT_CAMERA}"; this policy observes ${JSON.stringify(cams)}`);
+  return 'image';
+}
+
+function observerFor(obsType: ObsType): (obs: unknown) => StepObservation {
+  return obsType === 'image' ? imageObs : keypointObs;
 }
 
 export interface PushTEvalOptions {
@@ -24,7 +50,7 @@ export interface PushTEvalOptions {
   maxSteps?: number;
   onEpisode?: EvalOptions['onEpisode'];
   /** Per-step hook (after reset and each step), e.g. to render frames. */
-  onStep?: (episode: number, env: PushTEnv<'keypoints'>, step: number) => void;
+  onStep?: (episode: number, env: PushTEnv<'keypoints' | 'image'>, step: number) => void;
   /** Batch-1 latency repetitions (0 to skip). */
   latencyReps?: number;
   /** Run in real time: the simulation advances while the policy computes. */
@@ -39,29 +65,29 @@ export interface PushTEvalResult extends EvalSummary {
   realtime: RealtimeSummary['realtime'] | null;
 }
 
-export function makePushTEnv(perturb: number | PerturbOptions = 0): PushTEnv<'keypoints'> {
+export function makePushTEnv<O extends 'keypoints' | 'image' = 'keypoints'>(perturb: number | PerturbOptions = 0, obsType: O = 'keypoints' as O): PushTEnv<O> {
   const p = typeof perturb === 'number' ? { count: perturb } : perturb;
-  if ((p.count ?? 1) === 0) return new PushTEnv({ obsType: 'keypoints' });
-  return new PerturbedPushTEnv({ obsType: 'keypoints', perturb: p });
+  if ((p.count ?? 1) === 0) return new PushTEnv({ obsType });
+  return new PerturbedPushTEnv({ obsType, perturb: p });
 }
 
 /** Batch-1 latency on real observation histories from the first (up to 5) test starts. */
 export function pushtLatency(policy: Policy, seeds: number[], reps = 10): LatencyResult {
+  const obsType = pushtObsType(policy);
   const hists = seeds.slice(0, 5).map((s) => {
-    const env = new PushTEnv({ obsType: 'keypoints' });
-    const o = keypointObs(env.reset(s));
-    const h = new Float32Array(policy.nObsSteps * o.length);
-    for (let t = 0; t < policy.nObsSteps; t++) h.set(o, t * o.length);
-    return h;
+    const env = new PushTEnv({ obsType });
+    const o = observerFor(obsType)(env.reset(s));
+    return Array.from({ length: policy.nObsSteps }, () => o);
   });
   return measureLatency(policy, hists, reps);
 }
 
 export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
-  const common: EvalOptions<PushTEnv<'keypoints'>> = {
+  const obsType = pushtObsType(policy);
+  const common: EvalOptions<PushTEnv<'keypoints' | 'image'>> = {
     policy,
-    makeEnv: () => makePushTEnv(opts.perturb),
-    observe: keypointObs,
+    makeEnv: () => makePushTEnv(opts.perturb, obsType),
+    observe: observerFor(obsType),
     seeds: opts.seeds,
     batchSize: opts.batchSize,
     noiseSeed: opts.noiseSeed,
@@ -72,7 +98,8 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
   let summary: EvalSummary;
   let realtime: PushTEvalResult['realtime'] = null;
   if (opts.realtime) {
-    const rt = evaluateRealtime({ ...common, realtime: { agentPosition: keypointAgentPosition, ...opts.realtime } });
+    const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
+    const rt = evaluateRealtime({ ...common, realtime: { agentPosition, ...opts.realtime } });
     summary = rt;
     realtime = rt.realtime;
   } else {

@@ -37,6 +37,7 @@ import {
   episodeResult,
   episodeRng,
   flatHistories,
+  lowdimOf,
   stepEpisode,
   summarize,
   type EpisodeResult,
@@ -44,6 +45,7 @@ import {
   type EvalEnv,
   type EvalOptions,
   type EvalSummary,
+  type StepObservation,
 } from './harness.js';
 
 export type LatencyModel =
@@ -67,7 +69,7 @@ export interface RealtimeOptions {
    * Where the agent is, from one policy observation (for `hold`). Default: the last two values,
    * the agent position at the end of PushT's 20-D keypoint observation.
    */
-  agentPosition?: (obs: Float32Array) => [number, number];
+  agentPosition?: (obs: StepObservation) => [number, number];
   /** Untimed calls before a measured run, so one-off compilation is not charged to an episode (default 1). */
   warmupCalls?: number;
 }
@@ -137,7 +139,7 @@ interface EpisodeState<E> extends EpisodeTally {
   index: number;
   env: E;
   rng: Rng;
-  hist: Float32Array[];
+  hist: StepObservation[];
   done: boolean;
   plan: Plan | null;
   pending: Pending | null;
@@ -154,7 +156,8 @@ function actionAt(plan: Plan, t: number): number[] {
   return plan.actions[k];
 }
 
-function lastTwo(obs: Float32Array): [number, number] {
+function lastTwo(step: StepObservation): [number, number] {
+  const obs = lowdimOf(step);
   return [obs[obs.length - 2], obs[obs.length - 1]];
 }
 

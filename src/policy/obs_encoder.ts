@@ -29,13 +29,24 @@ export interface VisionConfig {
   encoder: { numKeypoints: number; featureDim: number; widths: number[] };
 }
 
-/** The spec's encoder (full ResNet-18) on PushT's 96x96 frames cropped to 84. */
-export const DEFAULT_VISION_CONFIG: VisionConfig = {
-  cameras: ['image'],
-  frameSize: 96,
-  cropSize: 84,
-  encoder: { numKeypoints: IMAGE_ENCODER_DEFAULTS.numKeypoints, featureDim: IMAGE_ENCODER_DEFAULTS.featureDim, widths: [...IMAGE_ENCODER_DEFAULTS.widths] },
-};
+/** ResNet-18's stage widths, the spec's encoder (11.2M parameters). */
+export const RESNET18_WIDTHS = [64, 128, 256, 512];
+/**
+ * The CPU default: ResNet-18 at a quarter of the width (0.71M parameters, 1/16 of the FLOPs).
+ * On 2 CPU cores the full trunk costs 65 ms to encode a 2-frame history and 12 s per training
+ * step at batch 64; this one 10 ms and under 1 s.
+ */
+export const CPU_ENCODER_WIDTHS = [16, 32, 64, 128];
+
+/** PushT's camera: 96x96 frames cropped to 84, the spec's keypoints and features, CPU widths. */
+export function defaultVisionConfig(over: Partial<VisionConfig['encoder']> = {}): VisionConfig {
+  return {
+    cameras: ['image'],
+    frameSize: 96,
+    cropSize: 84,
+    encoder: { numKeypoints: IMAGE_ENCODER_DEFAULTS.numKeypoints, featureDim: IMAGE_ENCODER_DEFAULTS.featureDim, widths: [...CPU_ENCODER_WIDTHS], ...over },
+  };
+}
 
 /** What encoding needs from a policy configuration. */
 export interface ObsShape {
