@@ -23,6 +23,28 @@ describe('onedp quickstart and reproduce', () => {
     expect(await fs.readFile(path.join(runs, 'tiny', 'report.md'), 'utf8')).toContain('| OneDP-S | 1 |');
   });
 
+  it('quickstart --obs image runs the same pipeline on camera frames, with the encoding time in the table', async () => {
+    const runs = await tmp();
+    const r = onedp(['quickstart', '--obs', 'image', '--name', 'tiny-image', '--runs', runs, ...TINY, '--batch-size', '4'], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('PushT (image)');
+    expect(r.stdout).toMatch(/ResNet-18 encoder of widths 16\/32\/64\/128/);
+    for (const m of ['DP (DDPM) | 100', 'DP (DDIM) | 10', 'OneDP-D | 1', 'OneDP-S | 1']) expect(r.stdout).toContain(`| ${m} |`);
+    const results = JSON.parse(await fs.readFile(path.join(runs, 'tiny-image', 'results.json'), 'utf8'));
+    for (const row of results.rows) expect(row.obsMs).toBeGreaterThan(0.5); // a ResNet pass, not a reshape
+  });
+
+  it('image commands reject bad input clearly', () => {
+    const bad = (args: string[], pattern: RegExp) => {
+      const r = onedp(args);
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toMatch(pattern);
+    };
+    bad(['quickstart', '--obs', 'depth'], /--obs must be state or image, got "depth"/);
+    bad(['train', '--dataset', 'synthetic:bimodal', '--obs', 'image', '--out', os.tmpdir()], /synthetic:bimodal: has no "img" array/);
+    bad(['train', '--dataset', 'synthetic:bimodal', '--encoder-widths', '16,32,64,128', '--out', os.tmpdir()], /--encoder-widths applies to image policies/);
+  });
+
   it('reproduce trains seeds in parallel processes, aggregates them, and reuses finished stages', async () => {
     const out = path.join(await tmp(), 'rep');
     const args = ['reproduce', 'pusht-state', '--out', out, '--teachers', 'ddpm', '--train-seeds', '0,1', '--jobs', '2', '--latency-reps', '2', ...TINY];
