@@ -12,12 +12,14 @@ import { benchNn, benchBig } from './nn.js';
 import { benchTrain } from './train.js';
 import { benchDistill } from './distill.js';
 import { benchEnv } from './env.js';
+import { benchImage } from './image.js';
 
 const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => Promise<void>> = {
   nn: benchNn,
   train: benchTrain,
   distill: benchDistill,
   env: benchEnv,
+  image: benchImage,
   big: benchBig,
 };
 
