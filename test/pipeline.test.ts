@@ -32,6 +32,17 @@ describe('onedp quickstart and reproduce', () => {
     for (const m of ['DP (DDPM) | 100', 'DP (DDIM) | 10', 'OneDP-D | 1', 'OneDP-S | 1']) expect(r.stdout).toContain(`| ${m} |`);
     const results = JSON.parse(await fs.readFile(path.join(runs, 'tiny-image', 'results.json'), 'utf8'));
     for (const row of results.rows) expect(row.obsMs).toBeGreaterThan(0.5); // a ResNet pass, not a reshape
+    // The image checkpoints work through eval and sample too.
+    const ev = onedp(['eval', '--policy', path.join(runs, 'tiny-image', 'onedp-s'), '--seeds', '100000:100002', '--max-steps', '8']);
+    expect(ev.code, ev.stderr).toBe(0);
+    const summary = JSON.parse(ev.stdout);
+    expect(summary.episodes).toBe(2);
+    expect(summary.latency.obsEncodingMs).toBeGreaterThan(0.5);
+    const sm = onedp(['sample', '--checkpoint', path.join(runs, 'tiny-image', 'dp'), '--dataset', path.join(runs, 'tiny-image', 'pusht.zarr'), '--sampler', 'ddim-2', '-n', '2']);
+    expect(sm.code, sm.stderr).toBe(0);
+    expect(JSON.parse(sm.stdout).chunks).toHaveLength(2);
+    const noImg = onedp(['sample', '--checkpoint', path.join(runs, 'tiny-image', 'dp'), '--obs', '[[0,0],[0,0]]']);
+    expect(noImg.stderr).toMatch(/an image policy takes its observation from --dataset/);
   });
 
   it('image commands reject bad input clearly', () => {
