@@ -20,7 +20,10 @@ import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { distillOneDp } from '../src/distill/distill.js';
 import { distillConsistency } from '../src/distill/consistency.js';
 import { OneDpPolicy } from '../src/distill/onedp.js';
-import { evaluatePushT } from '../src/eval/pusht.js';
+import { evaluatePushT, lazyImageObs } from '../src/eval/pusht.js';
+import { PushTEnv } from '../src/envs/pusht.js';
+import { decodePng } from '../src/io/png_decode.js';
+import * as zlib from 'node:zlib';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 import type { ObservationBatch } from '../src/policy/types.js';
 import type { SafeTensor } from '../src/io/safetensors.js';
@@ -222,6 +225,38 @@ describe('a tiny image policy', () => {
 });
 
 describe('image policies on PushT', () => {
+  it('evaluation frames equal the environment\'s own image observation, rendered only when read', () => {
+    const img = new PushTEnv({ obsType: 'image' });
+    const st = new PushTEnv({ obsType: 'state' });
+    const a = img.reset(7);
+    const lazy = lazyImageObs(st.reset(7));
+    expect(Array.from(lazy.obs as Float32Array)).toEqual(a.agentPos);
+    expect(Buffer.from(lazy.image as Uint8Array).equals(Buffer.from(a.image))).toBe(true);
+    const b = img.step([300, 120]).observation;
+    const lazy2 = lazyImageObs(st.step([300, 120]).observation);
+    expect(Buffer.from(lazy2.image as Uint8Array).equals(Buffer.from(b.image))).toBe(true);
+    expect(lazy2.image).toBe(lazy2.image); // rendered once, then kept
+  });
+
+  it('reads canvas pixels back through PNG exactly as getImageData gives them', async () => {
+    const { createCanvas } = await import('@napi-rs/canvas');
+    const canvas = createCanvas(64, 48);
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = 'rgb(255,255,255)';
+    ctx.fillRect(0, 0, 64, 48);
+    ctx.fillStyle = 'rgb(65,105,225)';
+    ctx.beginPath();
+    ctx.arc(20, 20, 13.3, 0, 6.3);
+    ctx.fill();
+    ctx.fillStyle = 'rgb(142,163,183)';
+    ctx.fillRect(30.5, 10.25, 20, 30);
+    const direct = ctx.getImageData(0, 0, 64, 48).data;
+    const png = decodePng(canvas.toBuffer('image/png'), (d) => zlib.inflateSync(d));
+    expect([png.width, png.height]).toEqual([64, 48]);
+    expect(Buffer.from(png.rgba).equals(Buffer.from(direct))).toBe(true);
+    expect(() => decodePng(new Uint8Array(10), (d) => d)).toThrow(/not a PNG/);
+  });
+
   it('evaluate on rendered frames with the encoding time reported apart from the action time', () => {
     const config = defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: 16, downDims: [16, 32], kernelSize: 3, nGroups: 8, condPredictScale: true }, vision: defaultVisionConfig() });
     const norm = LinearNormalizer.fit({ obs: { values: Float32Array.from([0, 0, 512, 512]), dim: 2 }, action: { values: Float32Array.from([0, 0, 512, 512]), dim: 2 } });

@@ -20,6 +20,7 @@ import {
   type Pose,
   type Vec2,
 } from './pusht.js';
+import { decodePng } from '../io/png_decode.js';
 
 /** The subset of CanvasRenderingContext2D used here. */
 export interface Canvas2D {
@@ -122,7 +123,7 @@ export function drawPushT(ctx: Canvas2D, scene: PushTScene, scale = 1): void {
 }
 
 let factory: CanvasFactory | null = null;
-let cached: { ctx: ReadableCanvas2D } | null = null;
+let cached: { ctx: ReadableCanvas2D; read: () => ArrayLike<number> } | null = null;
 
 /** Overrides how `renderPushT` gets its 512x512 canvas (e.g. a specific canvas package). */
 export function setCanvasFactory(f: CanvasFactory | null): void {
@@ -142,10 +143,10 @@ export function renderPushT(scene: PushTScene, size: number = WORKSPACE_SIZE): U
     const canvas = (factory ?? defaultFactory())(n, n);
     const ctx = canvas.getContext('2d') as ReadableCanvas2D | null;
     if (!ctx) throw new Error('renderPushT: the canvas has no 2d context');
-    cached = { ctx };
+    cached = { ctx, read: pixelReader(canvas, ctx, n) };
   }
   drawPushT(cached.ctx, scene, 1);
-  const rgba = cached.ctx.getImageData(0, 0, n, n).data;
+  const rgba = cached.read();
   const rgb = new Uint8Array(n * n * 3);
   for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
     rgb[i] = rgba[j];
@@ -193,6 +194,19 @@ function polygonPath(ctx: Canvas2D, pts: readonly Vec2[]): void {
   ctx.moveTo(pts[0][0], pts[0][1]);
   for (let i = 1; i < pts.length; i++) ctx.lineTo(pts[i][0], pts[i][1]);
   ctx.closePath();
+}
+
+/**
+ * How the pixels come back. `@napi-rs/canvas` leaks every getImageData buffer (1 MB per 512x512
+ * frame, never freed), so in Node the frame goes through a PNG round trip instead (lossless, and
+ * the canvas is opaque, so the bytes are the same; tested); elsewhere getImageData.
+ */
+function pixelReader(canvas: CanvasLike, ctx: ReadableCanvas2D, n: number): () => ArrayLike<number> {
+  const png = canvas as { toBuffer?: (mime: string) => Uint8Array };
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const zlib = proc?.getBuiltinModule?.('node:zlib') as { inflateSync(b: Uint8Array): Uint8Array } | undefined;
+  if (typeof png.toBuffer !== 'function' || !zlib) return () => ctx.getImageData(0, 0, n, n).data;
+  return () => decodePng(png.toBuffer!('image/png'), (b) => zlib.inflateSync(b)).rgba;
 }
 
 /**

@@ -2,7 +2,8 @@
  * Evaluation on PushT: state policies observe the 20-D keypoint vector, image policies the
  * 96x96 rendering (key "image") plus the agent position ("obs"), as in the datasets.
  */
-import { PushTEnv, type ImageObs, type ObsType } from '../envs/pusht.js';
+import { PushTEnv, GOAL_POSE, type ImageObs } from '../envs/pusht.js';
+import { renderPushT } from '../envs/render.js';
 import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
 import type { Policy } from '../policy/types.js';
 import { evaluate, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
@@ -39,8 +40,26 @@ export function pushtObsType(policy: Policy): 'image' | 'keypoints' {
   return 'image';
 }
 
-function observerFor(obsType: ObsType): (obs: unknown) => StepObservation {
-  return obsType === 'image' ? imageObs : keypointObs;
+/**
+ * An image policy's step observation from the state observation, with the frame rendered only
+ * when read (and then kept): the harness keeps every step in its history but the policy reads
+ * only To of every Ta frames, so evaluation renders a quarter of the frames.
+ */
+export function lazyImageObs(obs: unknown): StepObservation {
+  const s = obs as number[];
+  if (!Array.isArray(s) || s.length !== 5) throw new Error('expected a PushT state observation');
+  let frame: Uint8Array | null = null;
+  const out = { obs: Float32Array.from([s[0], s[1]]) } as Record<string, Float32Array | Uint8Array>;
+  Object.defineProperty(out, PUSHT_CAMERA, {
+    enumerable: true,
+    get: () => (frame ??= renderPushT({ agent: [s[0], s[1]], block: [s[2], s[3], s[4]], goal: GOAL_POSE }, 96)),
+  });
+  return out;
+}
+
+/** The environment's observation type and the policy's view of it. */
+function observerFor(obsType: 'image' | 'keypoints'): { envObs: 'state' | 'keypoints'; observe: (obs: unknown) => StepObservation } {
+  return obsType === 'image' ? { envObs: 'state', observe: lazyImageObs } : { envObs: 'keypoints', observe: keypointObs };
 }
 
 export interface PushTEvalOptions {
@@ -50,7 +69,7 @@ export interface PushTEvalOptions {
   maxSteps?: number;
   onEpisode?: EvalOptions['onEpisode'];
   /** Per-step hook (after reset and each step), e.g. to render frames. */
-  onStep?: (episode: number, env: PushTEnv<'keypoints' | 'image'>, step: number) => void;
+  onStep?: (episode: number, env: PushTEnv<'keypoints' | 'state'>, step: number) => void;
   /** Batch-1 latency repetitions (0 to skip). */
   latencyReps?: number;
   /** Run in real time: the simulation advances while the policy computes. */
@@ -65,7 +84,7 @@ export interface PushTEvalResult extends EvalSummary {
   realtime: RealtimeSummary['realtime'] | null;
 }
 
-export function makePushTEnv<O extends 'keypoints' | 'image' = 'keypoints'>(perturb: number | PerturbOptions = 0, obsType: O = 'keypoints' as O): PushTEnv<O> {
+export function makePushTEnv<O extends 'keypoints' | 'image' | 'state' = 'keypoints'>(perturb: number | PerturbOptions = 0, obsType: O = 'keypoints' as O): PushTEnv<O> {
   const p = typeof perturb === 'number' ? { count: perturb } : perturb;
   if ((p.count ?? 1) === 0) return new PushTEnv({ obsType });
   return new PerturbedPushTEnv({ obsType, perturb: p });
@@ -73,10 +92,10 @@ export function makePushTEnv<O extends 'keypoints' | 'image' = 'keypoints'>(pert
 
 /** Batch-1 latency on real observation histories from the first (up to 5) test starts. */
 export function pushtLatency(policy: Policy, seeds: number[], reps = 10): LatencyResult {
-  const obsType = pushtObsType(policy);
+  const { envObs, observe } = observerFor(pushtObsType(policy));
   const hists = seeds.slice(0, 5).map((s) => {
-    const env = new PushTEnv({ obsType });
-    const o = observerFor(obsType)(env.reset(s));
+    const env = new PushTEnv({ obsType: envObs });
+    const o = observe(env.reset(s));
     return Array.from({ length: policy.nObsSteps }, () => o);
   });
   return measureLatency(policy, hists, reps);
@@ -84,10 +103,11 @@ export function pushtLatency(policy: Policy, seeds: number[], reps = 10): Latenc
 
 export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
   const obsType = pushtObsType(policy);
-  const common: EvalOptions<PushTEnv<'keypoints' | 'image'>> = {
+  const { envObs, observe } = observerFor(obsType);
+  const common: EvalOptions<PushTEnv<'keypoints' | 'state'>> = {
     policy,
-    makeEnv: () => makePushTEnv(opts.perturb, obsType),
-    observe: observerFor(obsType),
+    makeEnv: () => makePushTEnv(opts.perturb, envObs),
+    observe,
     seeds: opts.seeds,
     batchSize: opts.batchSize,
     noiseSeed: opts.noiseSeed,
