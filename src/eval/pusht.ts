@@ -45,7 +45,7 @@ export function pushtObsType(policy: Policy): 'image' | 'keypoints' {
  * when read (and then kept): the harness keeps every step in its history but the policy reads
  * only To of every Ta frames, so evaluation renders a quarter of the frames.
  */
-export function lazyImageObs(obs: unknown): StepObservation {
+export function lazyImageObs(obs: unknown): Record<string, Float32Array | Uint8Array> {
   const s = obs as number[];
   if (!Array.isArray(s) || s.length !== 5) throw new Error('expected a PushT state observation');
   let frame: Uint8Array | null = null;
