@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { initEngine } from '../engine/index.js';
 import { collectPushT } from '../envs/collect.js';
 import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
-import { IMAGE_OBS_SPEC, policyBuffer } from '../data/obs_spec.js';
+import { IMAGE_OBS_SPEC, policyBuffer, specKeys } from '../data/obs_spec.js';
 import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import { defaultPolicyConfig, DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { trainPolicy } from '../train/trainer.js';
@@ -67,7 +67,7 @@ export async function quickstart(o: QuickstartOptions): Promise<{ rows: Row[]; d
     return res;
   });
   log(`${demos.buffer.numEpisodes} expert episodes, ${demos.buffer.numFrames} frames, mean length ${demos.meanLength.toFixed(1)}`);
-  const buffer = policyBuffer(await readReplayBuffer(dataPath, { keys: [image ? 'img' : 'keypoint', 'state', 'action'] }), spec, dataPath);
+  const buffer = policyBuffer(await readReplayBuffer(dataPath, { keys: specKeys(spec) }), spec, dataPath);
 
   // 2. Diffusion policy (DDPM).
   const dpDir = path.join(dir, 'dp');

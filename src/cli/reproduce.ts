@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { initEngine } from '../engine/index.js';
 import { collectPushT } from '../envs/collect.js';
 import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
-import { IMAGE_OBS_SPEC, policyBuffer } from '../data/obs_spec.js';
+import { IMAGE_OBS_SPEC, policyBuffer, specKeys } from '../data/obs_spec.js';
 import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import type { ReplayBuffer } from '../data/replay.js';
 import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_policy.js';
@@ -153,8 +153,7 @@ async function checkpointStep(dir: string): Promise<number> {
 }
 
 async function loadBuffer(o: ReproduceOptions): Promise<ReplayBuffer> {
-  const keys = o.experiment === 'pusht-image' ? ['img', 'state', 'action'] : ['keypoint', 'state', 'action'];
-  return policyBuffer(await readReplayBuffer(dataPath(o), { keys }), obsSpec(o), dataPath(o));
+  return policyBuffer(await readReplayBuffer(dataPath(o), { keys: specKeys(obsSpec(o)) }), obsSpec(o), dataPath(o));
 }
 
 async function loadRowPolicy(dir: string, spec: RowSpec): Promise<Policy> {

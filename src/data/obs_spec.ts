@@ -46,6 +46,12 @@ export function policyBuffer(buffer: ReplayBuffer, spec: string, source = 'datas
   return new ReplayBuffer({ obs: low.get('obs'), action: low.get('action'), image: img }, buffer.episodeEnds, source);
 }
 
+/** The dataset arrays `policyBuffer` reads for a spec (so large image arrays are read only when needed). */
+export function specKeys(spec: string, actionKey = 'action'): string[] {
+  if (isImageSpec(spec)) return ['img', 'state', actionKey];
+  return [...new Set([...parseObsSpec(spec).map((p) => p.key), actionKey])];
+}
+
 /** The default observation for a dataset: PushT's keypoints + agent position when present. */
 export function defaultObsSpec(buffer: ReplayBuffer): string {
   if (buffer.arrays.has('obs')) return 'obs';

@@ -336,8 +336,8 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
       const obs = trainingObs(pc, teacher.normalizer, sampler, idx, cropRng);
       const x0 = tf.tensor(teacher.normalizer.normalize('action', sampler.batch('action', idx)), [b, horizon, actionDim]);
       const cond = tf.tidy(() => teacher.encodeObs(obs));
-      // The target network sees the observation through its own encoders (the same for state policies).
-      const targetCond = target.obsEncoder ? tf.tidy(() => target.encode(obs)) : cond;
+      // The target network sees the observation through its own encoders.
+      const targetCond = tf.tidy(() => target.encode(obs));
 
       // Bins t < u = t + 1 <= s in index order (sigma_t > sigma_u >= sigma_s); index n is time 0.
       const ti = Array.from({ length: b }, () => rng.int(0, n));

@@ -162,7 +162,7 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
         });
         aDet.dispose();
         // psi's view of the observation after its update, for the generator gradient.
-        scoreCond = score.obsEncoder ? tf.tidy(() => score.encode(obs)) : null;
+        scoreCond = tf.tidy(() => score.encode(obs));
       }
 
       // 2. Generator: inject g at A, computed from the teacher and psi without their gradients.

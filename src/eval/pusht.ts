@@ -2,7 +2,7 @@
  * Evaluation on PushT: state policies observe the 20-D keypoint vector, image policies the
  * 96x96 rendering (key "image") plus the agent position ("obs"), as in the datasets.
  */
-import { PushTEnv, GOAL_POSE, type ImageObs } from '../envs/pusht.js';
+import { PushTEnv, GOAL_POSE } from '../envs/pusht.js';
 import { renderPushT } from '../envs/render.js';
 import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
 import type { Policy } from '../policy/types.js';
@@ -24,13 +24,6 @@ export function keypointAgentPosition(obs: StepObservation): [number, number] {
 
 /** Camera key of PushT's rendering in image policies (the dataset stores it as "img"). */
 export const PUSHT_CAMERA = 'image';
-
-/** An image policy's step observation: the frame and the 2-D agent position. */
-export function imageObs(obs: unknown): StepObservation {
-  const o = obs as ImageObs;
-  if (!o || !(o.image instanceof Uint8Array) || !Array.isArray(o.agentPos)) throw new Error('expected a PushT image observation ({ image, agentPos })');
-  return { [PUSHT_CAMERA]: o.image, obs: Float32Array.from(o.agentPos) };
-}
 
 /** Which PushT observation a policy needs: image for camera policies, else keypoints. */
 export function pushtObsType(policy: Policy): 'image' | 'keypoints' {
