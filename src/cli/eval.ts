@@ -7,7 +7,8 @@ import { applySampler, loadPolicy } from '../policy/load.js';
 import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
-import { evaluatePushT, pushtObsType } from '../eval/pusht.js';
+import { evaluatePushT, pushtObsType, type PushTEvalResult } from '../eval/pusht.js';
+import { evaluatePushTParallel, workerCount } from '../eval/parallel.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
 import { encodeGif } from '../io/gif.js';
@@ -34,6 +35,7 @@ interface EvalFlags {
   align?: string;
   perturb: string;
   render?: string;
+  workers: string;
 }
 
 /** The real-time settings from the flags; they make sense only together with --realtime. */
@@ -86,6 +88,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
+    .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
       if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);
       let seeds: number[];
@@ -101,8 +104,10 @@ export function registerEvalCommand(program: Command): void {
       const perturb = Number(f.perturb);
       const render = f.render === undefined ? 0 : parseIntFlag('render', f.render);
       if (render > 0 && !f.out) throw new UsageError('--render needs --out <dir> to write the frames to');
+      const workers = workerCount(parseIntFlag('workers', f.workers), seeds.length);
+      if (render > 0 && workers > 1) throw new UsageError('--render records frames in the main thread; use it without --workers (or with --workers 1)');
 
-      await initEngine();
+      const backend = await initEngine();
       const policy = await loadPolicy(resolvePath(f.policy));
       if (f.sampler) {
         try {
@@ -122,17 +127,31 @@ export function registerEvalCommand(program: Command): void {
         }
       }
       const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
-      const res = evaluatePushT(policy, {
-        seeds,
-        batchSize: batch,
-        maxSteps,
-        realtime,
-        perturb,
-        onStep: (i, env) => {
-          if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
-        },
-        onEpisode: (e) => process.stderr.write(episodeLine(e)),
-      });
+      const onEpisode = (e: EpisodeResult) => process.stderr.write(episodeLine(e));
+      let res: PushTEvalResult;
+      if (workers === 1) {
+        res = evaluatePushT(policy, {
+          seeds,
+          batchSize: batch,
+          maxSteps,
+          realtime,
+          perturb,
+          onStep: (i, env) => {
+            if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
+          },
+          onEpisode,
+        });
+      } else {
+        if (realtime?.latency.kind === 'measured') {
+          process.stderr.write(`onedp: note: --realtime with measured latency on ${workers} workers: the workers share the CPU, so latencies (and the episodes they shape) include that contention\n`);
+        }
+        // Each worker loads the same checkpoint with the same sampler; this thread's copy
+        // (checked above) measures the batch-1 latency once the workers are done.
+        res = await evaluatePushTParallel(
+          { checkpoint: resolvePath(f.policy), sampler: f.sampler },
+          { seeds, workers, batchSize: batch, maxSteps, realtime, perturb, onEpisode, policy, engine: { backend } },
+        );
+      }
       const summary = {
         policy: f.policy,
         kind: policy.kind,
@@ -149,6 +168,7 @@ export function registerEvalCommand(program: Command): void {
         realtime: res.realtime,
         latency: res.latency,
         wallSeconds: res.wallSeconds,
+        workers,
       };
       if (f.out) {
         const dir = resolvePath(f.out);

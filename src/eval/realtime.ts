@@ -246,16 +246,24 @@ export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>
     }
   }
   results.sort((a, b) => a.seed - b.seed);
-  const base = summarize(results, (performance.now() - started) / 1000);
+  return summarizeRealtime(results, { latency: rt.latency, fill, align, controlPeriodMs: period }, (performance.now() - started) / 1000);
+}
+
+/** The settings a real-time run reports beside its aggregate delays. */
+export type RealtimeSettings = Pick<RealtimeSummary['realtime'], 'latency' | 'fill' | 'align' | 'controlPeriodMs'>;
+
+/**
+ * The summary of real-time episodes (in the order given; the harness sorts them by seed), with
+ * delays averaged over all policy calls: also how shards run on several threads are merged.
+ */
+export function summarizeRealtime(results: RealtimeEpisodeResult[], settings: RealtimeSettings, wallSeconds: number): RealtimeSummary {
+  const base = summarize(results, wallSeconds);
   const calls = results.reduce((a, e) => a + e.predictions, 0);
   return {
     ...base,
     episodes: results,
     realtime: {
-      latency: rt.latency,
-      fill,
-      align,
-      controlPeriodMs: period,
+      ...settings,
       meanLatencyMs: results.reduce((a, e) => a + e.meanLatencyMs * e.predictions, 0) / Math.max(1, calls),
       meanDelayPeriods: results.reduce((a, e) => a + e.meanDelayPeriods * e.predictions, 0) / Math.max(1, calls),
       fillFraction: results.reduce((a, e) => a + e.fillSteps, 0) / Math.max(1, results.reduce((a, e) => a + e.steps, 0)),
