@@ -153,3 +153,59 @@ describe('GroupNorm loop kernels', () => {
     expect(() => groupNorm(tf.zeros([1, 2, 6]), tf.ones([6]), tf.zeros([6]), 4)).toThrow(/6 channels do not split into 4 groups/);
   });
 });
+
+describe('custom kernels and a growing wasm heap', () => {
+  // An allocation can grow the wasm heap, which detaches every typed-array view taken before it.
+  // Here every output allocation is followed by forced growth, so a kernel that takes a view and
+  // then allocates reads undefined (NaN) or writes into the void.
+  type WasmBackend = { makeOutput: (...a: unknown[]) => unknown; wasm: { HEAPU8: Uint8Array; _malloc(n: number): number; _free(p: number): void } };
+  async function withGrowingHeap<T>(f: () => T): Promise<{ out: T; growths: number }> {
+    await useBackend('wasm');
+    const backend = tf.backend() as unknown as WasmBackend;
+    const orig = backend.makeOutput;
+    const blocks: number[] = [];
+    let growths = 0;
+    backend.makeOutput = function (this: WasmBackend, ...a: unknown[]) {
+      const out = orig.apply(this, a);
+      const before = backend.wasm.HEAPU8.buffer;
+      // At most 8 growths of a few MB each: enough to hit every allocation of the kernels below.
+      for (let i = 0; growths < 8 && i < 64 && backend.wasm.HEAPU8.buffer === before; i++) blocks.push(backend.wasm._malloc(4 << 20));
+      if (backend.wasm.HEAPU8.buffer !== before) growths++;
+      return out;
+    };
+    try {
+      return { out: f(), growths };
+    } finally {
+      backend.makeOutput = orig;
+      blocks.forEach((p) => backend.wasm._free(p));
+    }
+  }
+  function groupNormKernels(): Float32Array[] {
+    const shape = [3, 7, 24];
+    const x = tf.tensor(randArray(3 * 7 * 24, 5), shape);
+    const gamma = tf.tensor(randArray(24, 6), [24]);
+    const beta = tf.tensor(randArray(24, 7), [24]);
+    const dy = tf.tensor(randArray(3 * 7 * 24, 8), shape);
+    const [y, stats] = tf.engine().runKernel('OnedpGroupNorm', { x, gamma, beta }, { groups: 8, eps: 1e-5 } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const grads = tf.engine().runKernel('OnedpGroupNormGrad', { dy, x, gamma, stats }, { groups: 8 } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const out = [y, stats, ...grads].map((t) => t.dataSync().slice() as Float32Array);
+    tf.dispose([x, gamma, beta, dy, y, stats, ...grads]);
+    return out;
+  }
+  function convTranspose(): Float32Array[] {
+    return tf.tidy(() => {
+      const x = tf.tensor(randArray(4 * 8 * 12, 9), [4, 1, 8, 12]) as tf.Tensor4D;
+      const w = tf.tensor(randArray(4 * 10 * 12, 10), [1, 4, 10, 12]) as tf.Tensor4D;
+      return [tf.conv2dTranspose(x, w, [4, 1, 16, 10], [1, 2], pad1(1) as unknown as number).dataSync() as Float32Array];
+    });
+  }
+  for (const [name, f] of [['GroupNorm forward and gradient', groupNormKernels], ['ConvTranspose (rotated filter)', convTranspose]] as const) {
+    it(`${name}: same results while the heap grows`, async () => {
+      await useBackend('cpu');
+      const ref = f();
+      const { out, growths } = await withGrowingHeap(f);
+      expect(growths).toBeGreaterThan(0);
+      for (let i = 0; i < ref.length; i++) expect(relErr(out[i], ref[i]), `output ${i}`).toBeLessThan(1e-5);
+    });
+  }
+});

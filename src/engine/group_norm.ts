@@ -22,10 +22,14 @@ interface GroupNormAttrs {
   eps: number;
 }
 
-/** Uniform access to float32 storage on the wasm (heap) and cpu (JS arrays) backends. */
+/**
+ * Uniform access to float32 storage on the wasm (heap) and cpu (JS arrays) backends. On wasm an
+ * allocation can grow the heap, which detaches every view taken before it (reads then give
+ * undefined, writes vanish): kernels allocate all their outputs first and read views after.
+ */
 interface Memory {
   read(t: TensorInfo): Float32Array;
-  alloc(shape: number[]): { info: TensorInfo; data: Float32Array };
+  alloc(shape: number[]): TensorInfo;
 }
 
 function memoryOf(backendName: string, backend: unknown): Memory {
@@ -33,19 +37,13 @@ function memoryOf(backendName: string, backend: unknown): Memory {
     const b = backend as { typedArrayFromHeap(t: TensorInfo): Float32Array; makeOutput(shape: number[], dtype: 'float32'): TensorInfo };
     return {
       read: (t) => b.typedArrayFromHeap(t),
-      alloc: (shape) => {
-        const info = b.makeOutput(shape, 'float32');
-        return { info, data: b.typedArrayFromHeap(info) };
-      },
+      alloc: (shape) => b.makeOutput(shape, 'float32'),
     };
   }
   const b = backend as { data: { get(id: object): { values: Float32Array } }; makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo };
   return {
     read: (t) => b.data.get(t.dataId).values,
-    alloc: (shape) => {
-      const data = new Float32Array(shape.reduce((a, c) => a * c, 1));
-      return { info: b.makeTensorInfo(shape, 'float32', data), data };
-    },
+    alloc: (shape) => b.makeTensorInfo(shape, 'float32', new Float32Array(shape.reduce((a, c) => a * c, 1))),
   };
 }
 
@@ -85,8 +83,8 @@ function forwardKernel(backendName: string): tf.KernelFunc {
     const xs = mem.read(x);
     const gs = mem.read(gamma);
     const bs = mem.read(beta);
-    const yd = y.data;
-    const sd = st.data;
+    const yd = mem.read(y);
+    const sd = mem.read(st);
     const s1 = new Float64Array(groups);
     const s2 = new Float64Array(groups);
     const sc = new Float64Array(C);
@@ -130,7 +128,7 @@ function forwardKernel(backendName: string): tf.KernelFunc {
         for (let c = 0; c < C; c++) yd[o + c] = xs[o + c] * sc[c] + sh[c];
       }
     }
-    return [y.info, st.info];
+    return [y, st];
   };
 }
 
@@ -153,7 +151,7 @@ function gradKernel(backendName: string): tf.KernelFunc {
     const xs = mem.read(x);
     const gs = mem.read(gamma);
     const sd = mem.read(stats);
-    const dxd = dx.data;
+    const dxd = mem.read(dx);
     const dg = new Float64Array(C);
     const db = new Float64Array(C);
     const sdy = new Float64Array(C);
@@ -202,9 +200,9 @@ function gradKernel(backendName: string): tf.KernelFunc {
         for (let c = 0; c < C; c++) dxd[o + c] = dys[o + c] * P[c] + xs[o + c] * Q[c] + R[c];
       }
     }
-    dgamma.data.set(dg);
-    dbeta.data.set(db);
-    return [dx.info, dgamma.info, dbeta.info];
+    mem.read(dgamma).set(dg);
+    mem.read(dbeta).set(db);
+    return [dx, dgamma, dbeta];
   };
 }
 

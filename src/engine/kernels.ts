@@ -131,8 +131,9 @@ interface WasmHeapBackend extends WasmBackendLike {
  */
 function flipFilter(backend: WasmHeapBackend, filter: TensorInfo): TensorInfo {
   const [kh, kw, ci, co] = filter.shape;
-  const src = backend.typedArrayFromHeap(filter);
+  // Allocate before taking views: growing the heap detaches views taken earlier.
   const out = backend.makeOutput([kh, kw, co, ci], 'float32');
+  const src = backend.typedArrayFromHeap(filter);
   const dst = backend.typedArrayFromHeap(out);
   for (let a = 0; a < kh; a++)
     for (let b = 0; b < kw; b++) {
