@@ -1,7 +1,7 @@
 /**
  * Distillation cost against pre-training, per step, measured back to back in one process on
- * the recipe-size network (`onedp reproduce pusht-state`: U-Net 32/64, step embedding 64,
- * batch 64). Wall-clock totals of a long run on a shared machine swing with whatever else runs;
+ * the recipe-size network (`onedp reproduce pusht-state`: U-Net 32/64, step embedding 64;
+ * pre-training and CP at batch 64, OneDP at its default batch 32 and at 64). Wall-clock totals of a long run on a shared machine swing with whatever else runs;
  * per-step medians taken together give the ratio the recipe's step counts imply.
  */
 import * as os from 'node:os';
@@ -30,7 +30,7 @@ async function stepMs(run: (tick: () => void) => Promise<unknown>): Promise<numb
 
 export async function benchDistill(rows: BenchRow[], opts: { quick: boolean }): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-bench-'));
-  const steps = opts.quick ? 8 : 16;
+  const steps = opts.quick ? 8 : 40;
   const buffer = pushtShaped(50, 120);
   const unet = { diffusionStepEmbedDim: 64, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true };
   const ms: Record<string, number> = {};
@@ -42,13 +42,15 @@ export async function benchDistill(rows: BenchRow[], opts: { quick: boolean }): 
     });
     const t = teacher!;
     for (const method of ['onedp-s', 'onedp-d'] as const) {
-      ms[`${method} ${kind}`] = await stepMs(async (tick) => {
-        const r = await distillOneDp({ teacher: t, buffer, config: { method, steps, batchSize: 64 }, outDir: path.join(dir, `${kind}-${method}`), progress: 'none', onStep: tick });
-        r.policy.dispose();
-      });
+      for (const batchSize of [32, 64]) {
+        ms[`${method} ${kind} ${batchSize}`] = await stepMs(async (tick) => {
+          const r = await distillOneDp({ teacher: t, buffer, config: { method, steps, batchSize }, outDir: path.join(dir, `${kind}-${method}`), progress: 'none', onStep: tick });
+          r.policy.dispose();
+        });
+      }
     }
     if (kind === 'edm') {
-      ms['cp edm'] = await stepMs(async (tick) => {
+      ms['cp edm 64'] = await stepMs(async (tick) => {
         const r = await distillConsistency({ teacher: t, buffer, config: { steps, batchSize: 64 }, outDir: path.join(dir, 'cp'), progress: 'none', onStep: tick });
         r.policy.dispose();
       });
@@ -56,9 +58,10 @@ export async function benchDistill(rows: BenchRow[], opts: { quick: boolean }): 
     t.dispose();
   }
   for (const [name, v] of Object.entries(ms)) {
-    const kind = name.split(' ')[1];
-    const extra: Record<string, number> = name.startsWith('pretrain') ? {} : { 'x pre-training step': v / ms[`pretrain ${kind}`] };
-    rows.push({ section: 'distill', name: `${name.startsWith('pretrain') ? 'pre-training' : name.split(' ')[0]} step, ${kind.toUpperCase()} teacher, recipe U-Net 32/64, batch 64`, ms: v, extra });
+    const [what, kind, batch] = name.split(' ');
+    const pre = what === 'pretrain';
+    const extra: Record<string, number> = pre ? {} : { 'x pre-training step': v / ms[`pretrain ${kind}`] };
+    rows.push({ section: 'distill', name: `${pre ? 'pre-training' : what} step, ${kind.toUpperCase()} teacher, recipe U-Net 32/64, batch ${pre ? 64 : batch}`, ms: v, extra });
   }
   await fs.rm(dir, { recursive: true, force: true });
 }

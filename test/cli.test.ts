@@ -24,6 +24,11 @@ describe('onedp CLI on bad input', () => {
     expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--down-dims', '32,x']), 2, /--down-dims must be a comma-separated list/);
     expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal']), 2, /required option '--out <dir>' not specified/);
     expectCleanError(onedp(['frobnicate']), 2, /unknown command 'frobnicate'/);
+    const d = ['distill', '--teacher', '/nonexistent/run', '--out', out];
+    expectCleanError(onedp([...d, '--lr-schedule', 'linear']), 2, /--lr-schedule must be constant or cosine, got "linear"/);
+    expectCleanError(onedp([...d, '--ema', '1']), 2, /--ema must be below 1, got "1"/);
+    expectCleanError(onedp([...d, '--ema', '-0.5']), 2, /--ema must be a number >= 0/);
+    expectCleanError(onedp([...d, '--method', 'cp', '--ema', '0.9']), 2, /--ema does not apply to --method cp/);
   });
   it('a bad config file names the file', async () => {
     const dir = await tmp();

@@ -9,6 +9,7 @@ import { trainPolicy } from '../src/train/trainer.js';
 import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { distillOneDp } from '../src/distill/distill.js';
+import type { OneDpPolicy } from '../src/distill/onedp.js';
 import { stateDict } from '../src/nn/state_dict.js';
 import { sameWeights } from './helpers/weights.js';
 
@@ -60,5 +61,28 @@ describe('OneDP distillation on the bimodal set', () => {
     const s = modeStats(a.chunk);
     expect(s.right === 0 || s.right === 1).toBe(true);
     expect(s.err).toBeLessThan(0.25);
+  });
+
+  it('the generator average: saved and seen by snapshots, which leave training undisturbed', async () => {
+    const teacher = await loadDiffusionPolicy(teacherDir);
+    const base = { method: 'onedp-d' as const, steps: 6, batchSize: 32, lrSchedule: 'cosine' as const };
+    const seen: ReturnType<typeof stateDict>[] = [];
+    const withSnaps = await tmp();
+    const a = await distillOneDp({ teacher, buffer, config: { ...base, emaDecay: 0.5 }, outDir: withSnaps, progress: 'none', snapshotEvery: 2, onSnapshot: (_s, p) => void seen.push(stateDict((p as OneDpPolicy).generator)) });
+    const plain = await tmp();
+    const b = await distillOneDp({ teacher, buffer, config: { ...base, emaDecay: 0.5 }, outDir: plain, progress: 'none' });
+    const noEma = await tmp();
+    await distillOneDp({ teacher, buffer, config: { ...base, emaDecay: 0 }, outDir: noEma, progress: 'none' });
+    const saved = (dir: string) => loadPolicy(dir).then((p) => stateDict((p as OneDpPolicy).generator));
+    // Swapping the average in for a snapshot and back changes nothing in training.
+    expect(a.generatorLosses).toEqual(b.generatorLosses);
+    expect(sameWeights(await saved(withSnaps), await saved(plain))).toBe(true);
+    // The last snapshot saw what was saved: the average, which moved away from the teacher and
+    // differs from the raw weights.
+    expect(seen).toHaveLength(3);
+    expect(sameWeights(seen[2], await saved(plain))).toBe(true);
+    expect(sameWeights(seen[0], seen[2])).toBe(false);
+    expect(sameWeights(await saved(plain), stateDict(teacher.model))).toBe(false);
+    expect(sameWeights(await saved(plain), await saved(noEma))).toBe(false);
   });
 });

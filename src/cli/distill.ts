@@ -20,6 +20,8 @@ interface DistillFlags {
   batchSize?: string;
   lrGenerator?: string;
   lrScore?: string;
+  lrSchedule?: string;
+  ema?: string;
   lr?: string;
   dropout?: string;
   seed: string;
@@ -38,6 +40,8 @@ export function registerDistillCommand(program: Command): void {
     .option('--batch-size <n>', `batch size (default ${DEFAULT_DISTILL_CONFIG.batchSize})`)
     .option('--lr-generator <x>', `OneDP generator learning rate (default ${DEFAULT_DISTILL_CONFIG.lrGenerator}; paper 1e-6)`)
     .option('--lr-score <x>', `OneDP score-network learning rate (default ${DEFAULT_DISTILL_CONFIG.lrScore}; paper 2e-5)`)
+    .option('--lr-schedule <s>', `OneDP: constant or cosine (decay both rates to 0 over the run; default ${DEFAULT_DISTILL_CONFIG.lrSchedule})`)
+    .option('--ema <decay>', `OneDP: cap of the generator's weight average that is saved, in [0, 1); 0 saves the raw weights (default ${DEFAULT_DISTILL_CONFIG.emaDecay})`)
     .option('--lr <x>', `cp: student learning rate (default ${DEFAULT_CONSISTENCY_CONFIG.lr}, AdamW betas 0.95/0.999)`)
     .option('--dropout <x>', `cp: student dropout (default ${DEFAULT_CONSISTENCY_CONFIG.dropout})`)
     .option('--seed <n>', 'seed', '0')
@@ -45,7 +49,7 @@ export function registerDistillCommand(program: Command): void {
     .action(async (f: DistillFlags) => {
       if (f.method !== 'onedp-s' && f.method !== 'onedp-d' && f.method !== 'cp') throw new UsageError(`--method must be onedp-s, onedp-d or cp, got "${f.method}"`);
       const isCp = f.method === 'cp';
-      const misplaced = isCp ? [f.lrGenerator && '--lr-generator', f.lrScore && '--lr-score'] : [f.lr && '--lr', f.dropout && '--dropout'];
+      const misplaced = isCp ? [f.lrGenerator && '--lr-generator', f.lrScore && '--lr-score', f.lrSchedule && '--lr-schedule', f.ema && '--ema'] : [f.lr && '--lr', f.dropout && '--dropout'];
       const bad = misplaced.filter(Boolean);
       if (bad.length) throw new UsageError(`${bad.join(', ')} ${bad.length > 1 ? 'do' : 'does'} not apply to --method ${f.method}`);
       const seed = parseIntFlag('seed', f.seed, 0);
@@ -56,6 +60,14 @@ export function registerDistillCommand(program: Command): void {
       if (f.batchSize) common.batchSize = parseIntFlag('batch-size', f.batchSize);
       if (f.lrGenerator) onedpConfig.lrGenerator = parseFloatFlag('lr-generator', f.lrGenerator, { min: 0, exclusiveMin: true });
       if (f.lrScore) onedpConfig.lrScore = parseFloatFlag('lr-score', f.lrScore, { min: 0, exclusiveMin: true });
+      if (f.lrSchedule) {
+        if (f.lrSchedule !== 'constant' && f.lrSchedule !== 'cosine') throw new UsageError(`--lr-schedule must be constant or cosine, got "${f.lrSchedule}"`);
+        onedpConfig.lrSchedule = f.lrSchedule;
+      }
+      if (f.ema) {
+        onedpConfig.emaDecay = parseFloatFlag('ema', f.ema, { min: 0 });
+        if (onedpConfig.emaDecay >= 1) throw new UsageError(`--ema must be below 1, got "${f.ema}"`);
+      }
       if (f.lr) cpConfig.lr = parseFloatFlag('lr', f.lr, { min: 0, exclusiveMin: true });
       if (f.dropout) {
         cpConfig.dropout = parseFloatFlag('dropout', f.dropout, { min: 0 });

@@ -16,7 +16,7 @@ import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import { defaultPolicyConfig, DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { trainPolicy } from '../train/trainer.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
-import { distillOneDp } from '../distill/distill.js';
+import { distillOneDp, DEFAULT_DISTILL_CONFIG } from '../distill/distill.js';
 import { DDIMScheduler, DDPMScheduler } from '../diffusion/index.js';
 import { parseSeedRange } from '../eval/harness.js';
 import type { PushTEvalResult } from '../eval/pusht.js';
@@ -90,7 +90,7 @@ export async function quickstart(o: QuickstartOptions): Promise<{ rows: Row[]; d
   for (const method of ['onedp-s', 'onedp-d'] as const) {
     const teacher = await loadDiffusionPolicy(dpDir);
     await clock(`distill ${method}`, () =>
-      distillOneDp({ teacher, buffer, config: { method, steps: o.distillSteps, batchSize: o.batchSize }, outDir: path.join(dir, method), progress: o.progress, provenance: { teacher: dpDir, dataset: dataPath, obsSpec: spec } }),
+      distillOneDp({ teacher, buffer, config: { method, steps: o.distillSteps }, outDir: path.join(dir, method), progress: o.progress, provenance: { teacher: dpDir, dataset: dataPath, obsSpec: spec } }),
     );
     teacher.dispose();
   }
@@ -132,7 +132,7 @@ function renderReport(o: QuickstartOptions, rows: Row[], timing: Record<string, 
     `Demonstrations: ${info.episodes} scripted-expert episodes (${info.frames} frames, mean ${info.meanLength.toFixed(1)} steps). ` +
       (image ? `Observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position, ResNet-18 encoder of widths ${(o.encoderWidths ?? defaultVisionConfig().encoder.widths).join('/')} (${(info.encoderParams / 1e6).toFixed(2)}M parameters). ` : '') +
       `Diffusion policy: ConditionalUnet1D ${o.downDims.join('/')} (${(info.params / 1e6).toFixed(2)}M parameters), DDPM, ${o.trainSteps} steps at batch ${o.batchSize}. ` +
-      `Distillation: ${o.distillSteps} steps each. Backend: ${info.backend}. Test seeds ${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}.`,
+      `Distillation: ${o.distillSteps} steps each at batch ${DEFAULT_DISTILL_CONFIG.batchSize}. Backend: ${info.backend}. Test seeds ${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}.`,
     '',
     ...rowsTable(rows),
     '',

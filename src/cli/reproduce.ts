@@ -24,7 +24,7 @@ import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_p
 import { trainPolicy } from '../train/trainer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
-import { distillOneDp } from '../distill/distill.js';
+import { distillOneDp, DEFAULT_DISTILL_CONFIG } from '../distill/distill.js';
 import { distillConsistency } from '../distill/consistency.js';
 import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
 import type { NoiseScheduler } from '../diffusion/types.js';
@@ -51,7 +51,11 @@ export interface ReproduceOptions {
   stepEmbed: number;
   /** Image experiment: ResNet-18 stage widths of the encoder. */
   encoderWidths: number[];
+  /** OneDP distillation steps and batch size. */
   distillSteps: number;
+  distillBatchSize: number;
+  /** Consistency Policy distillation steps (at the pre-training batch size). */
+  cpSteps: number;
   lrGenerator: number;
   lrScore: number;
   /** Consistency Policy learning rate and dropout. */
@@ -222,8 +226,9 @@ async function distillStage(
   label: string,
   run: (teacher: DiffusionPolicy, hook: ReturnType<typeof curveRecorder>['hook']) => Promise<{ policy: Policy; wallSeconds: number }>,
 ): Promise<void> {
-  if ((await checkpointStep(path.join(dir, name))) >= o.distillSteps) return;
-  log(`seed ${seed} ${path.basename(dir)}: distilling ${name}, ${o.distillSteps} steps`);
+  const steps = name === 'cp' ? o.cpSteps : o.distillSteps;
+  if ((await checkpointStep(path.join(dir, name))) >= steps) return;
+  log(`seed ${seed} ${path.basename(dir)}: distilling ${name}, ${steps} steps`);
   const teacher = await loadDiffusionPolicy(path.join(dir, 'dp'));
   const curve = curveRecorder(o, seed, label);
   const res = await run(teacher, curve.hook);
@@ -263,12 +268,12 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
     const provenance = { teacher: dpDir, dataset: dataPath(o), obsSpec: obsSpec(o) };
     for (const method of ['onedp-s', 'onedp-d'] as const) {
       await distillStage(o, seed, dir, method, `${method} (${teacher} teacher)`, (t, hook) =>
-        distillOneDp({ teacher: t, buffer, config: { method, steps: o.distillSteps, batchSize: o.batchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore }, outDir: path.join(dir, method), progress: o.progress, provenance, ...hook }),
+        distillOneDp({ teacher: t, buffer, config: { method, steps: o.distillSteps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore }, outDir: path.join(dir, method), progress: o.progress, provenance, ...hook }),
       );
     }
     if (teacher === 'edm') {
       await distillStage(o, seed, dir, 'cp', 'CP 1-step (edm teacher)', (t, hook) =>
-        distillConsistency({ teacher: t, buffer, config: { steps: o.distillSteps, batchSize: o.batchSize, seed, lr: o.cpLr, dropout: o.cpDropout }, outDir: path.join(dir, 'cp'), progress: o.progress, provenance, ...hook }),
+        distillConsistency({ teacher: t, buffer, config: { steps: o.cpSteps, batchSize: o.batchSize, seed, lr: o.cpLr, dropout: o.cpDropout }, outDir: path.join(dir, 'cp'), progress: o.progress, provenance, ...hook }),
       );
     }
     for (const spec of rowSpecs([teacher])) {
@@ -456,7 +461,7 @@ function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<
     `${o.episodes} scripted-expert demonstrations (${info.frames} frames); ` +
       (image ? `observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position; ResNet-18 encoder with stage widths ${o.encoderWidths.join('/')} (GroupNorm, spatial softmax, ${(info.encoderParams / 1e6).toFixed(2)}M parameters); ` : 'observation: 9 block keypoints + agent position; ') +
       `ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(info.params / 1e6).toFixed(2)}M parameters), ` +
-      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; distillation ${o.distillSteps} steps per method; training seeds ${o.trainSeeds.join(', ')}; ` +
+      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; OneDP distillation ${o.distillSteps} steps at batch ${o.distillBatchSize} per method (lr ${o.lrGenerator} / ${o.lrScore}, cosine decay, generator average ${DEFAULT_DISTILL_CONFIG.emaDecay}), CP ${o.cpSteps} steps at batch ${o.batchSize}; training seeds ${o.trainSeeds.join(', ')}; ` +
       `${o.testSeeds.length} test seeds (${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}), the same for every row. Backend: ${info.backend}.`,
     '',
     'Score: mean over training seeds of the mean max-coverage over test episodes (+- std across training seeds; episode std in brackets). ' +
@@ -541,12 +546,14 @@ export function registerReproduceCommand(program: Command): void {
     .option('--down-dims <list>', 'U-Net channels', '32,64')
     .option('--step-embed <n>', 'diffusion step embedding size', '64')
     .option('--encoder-widths <list>', 'pusht-image: ResNet-18 stage widths (the spec\'s: 64,128,256,512)', '16,32,64,128')
-    .option('--distill-steps <n>', 'distillation steps per method (default: state 300, image 200)')
-    .option('--lr-generator <x>', 'OneDP generator learning rate', '1e-4')
-    .option('--lr-score <x>', 'OneDP-S score-network learning rate', '1e-3')
+    .option('--distill-steps <n>', 'OneDP distillation steps per method (default: 200)')
+    .option('--distill-batch-size <n>', 'OneDP distillation batch size', String(DEFAULT_DISTILL_CONFIG.batchSize))
+    .option('--cp-steps <n>', 'Consistency Policy distillation steps (default: state 300, image 200)')
+    .option('--lr-generator <x>', 'OneDP generator learning rate', String(DEFAULT_DISTILL_CONFIG.lrGenerator))
+    .option('--lr-score <x>', 'OneDP-S score-network learning rate', String(DEFAULT_DISTILL_CONFIG.lrScore))
     .option('--cp-lr <x>', 'Consistency Policy learning rate (paper 1e-4)', '1e-3')
     .option('--cp-dropout <x>', 'Consistency Policy dropout (paper 0.2)', '0')
-    .option('--curve-every <n>', 'evaluate the first seed\'s one-step policies every N distillation steps (0: off; default: state 100, image 0)')
+    .option('--curve-every <n>', 'evaluate the first seed\'s one-step policies every N distillation steps (0: off; default: state 50, image 0)')
     .option('--curve-seeds <n>', 'test seeds per learning-curve point', '50')
     .option('--realtime-nfe-ms <list>', 'real-time table: simulated ms per network evaluation, one column each ("" for none; default: state 3,86, image none)')
     .option('--perturb <n>', 'real-time table: block moves per episode (0-2)', '1')
@@ -566,8 +573,9 @@ export function registerReproduceCommand(program: Command): void {
       f.episodes = dflt(f.episodes, '200', '100');
       f.trainSteps = dflt(f.trainSteps, '5000', '2000');
       f.batchSize = dflt(f.batchSize, '64', '32');
-      f.distillSteps = dflt(f.distillSteps, '300', '200');
-      f.curveEvery = dflt(f.curveEvery, '100', '0');
+      f.distillSteps = dflt(f.distillSteps, '200', '200');
+      f.cpSteps = dflt(f.cpSteps, '300', '200');
+      f.curveEvery = dflt(f.curveEvery, '50', '0');
       f.realtimeNfeMs = dflt(f.realtimeNfeMs, '3,86', '');
       f.trainSeeds = dflt(f.trainSeeds, '0,1', '0');
       if (!['all', 'seed', 'report'].includes(f.stage)) throw new UsageError(`--stage must be all, seed or report, got "${f.stage}"`);
@@ -596,6 +604,8 @@ export function registerReproduceCommand(program: Command): void {
         stepEmbed: parseIntFlag('step-embed', f.stepEmbed),
         encoderWidths: parseIntList('encoder-widths', f.encoderWidths),
         distillSteps: parseIntFlag('distill-steps', f.distillSteps),
+        distillBatchSize: parseIntFlag('distill-batch-size', f.distillBatchSize),
+        cpSteps: parseIntFlag('cp-steps', f.cpSteps),
         lrGenerator: positive('lr-generator', f.lrGenerator),
         lrScore: positive('lr-score', f.lrScore),
         cpLr: positive('cp-lr', f.cpLr),
