@@ -461,7 +461,7 @@ function renderReport(o: ReproduceOptions, rows: AggregateRow[], timing: Record<
     `${o.episodes} scripted-expert demonstrations (${info.frames} frames); ` +
       (image ? `observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position; ResNet-18 encoder with stage widths ${o.encoderWidths.join('/')} (GroupNorm, spatial softmax, ${(info.encoderParams / 1e6).toFixed(2)}M parameters); ` : 'observation: 9 block keypoints + agent position; ') +
       `ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(info.params / 1e6).toFixed(2)}M parameters), ` +
-      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; OneDP distillation ${o.distillSteps} steps at batch ${o.distillBatchSize} per method (lr ${o.lrGenerator} / ${o.lrScore}, cosine decay, generator average ${DEFAULT_DISTILL_CONFIG.emaDecay}), CP ${o.cpSteps} steps at batch ${o.batchSize}; training seeds ${o.trainSeeds.join(', ')}; ` +
+      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; OneDP distillation ${o.distillSteps} steps at batch ${o.distillBatchSize} per method (lr ${o.lrGenerator} / ${o.lrScore}, ${DEFAULT_DISTILL_CONFIG.lrSchedule} schedule, generator average ${DEFAULT_DISTILL_CONFIG.emaDecay}), CP ${o.cpSteps} steps at batch ${o.batchSize}; training seeds ${o.trainSeeds.join(', ')}; ` +
       `${o.testSeeds.length} test seeds (${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}), the same for every row. Backend: ${info.backend}.`,
     '',
     'Score: mean over training seeds of the mean max-coverage over test episodes (+- std across training seeds; episode std in brackets). ' +

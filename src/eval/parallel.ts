@@ -172,10 +172,17 @@ export async function evaluatePushTParallel(source: PolicySource, opts: Parallel
     if (opts.perturb !== undefined) s.perturb = opts.perturb;
     return s;
   };
-  if (n === 1) {
-    const policy = opts.policy ?? (await loadPolicySource(source));
-    return evaluatePushT(policy, { ...shardOptions(opts.seeds), latencyReps: reps, onEpisode: opts.onEpisode });
-  }
+  // A policy loaded here (not the caller's) is disposed here.
+  const withPolicy = async <T>(f: (p: Policy) => T): Promise<T> => {
+    if (opts.policy) return f(opts.policy);
+    const own = await loadPolicySource(source);
+    try {
+      return f(own);
+    } finally {
+      own.dispose();
+    }
+  };
+  if (n === 1) return withPolicy((policy) => evaluatePushT(policy, { ...shardOptions(opts.seeds), latencyReps: reps, onEpisode: opts.onEpisode }));
 
   const engine: EngineOptions = { backend: opts.engine?.backend ?? (tf.getBackend() as BackendName), customKernels: opts.engine?.customKernels ?? true };
   const portable: PolicySource = { ...source, checkpoint: path.resolve(source.checkpoint) };
@@ -207,9 +214,6 @@ export async function evaluatePushTParallel(source: PolicySource, opts: Parallel
   } else {
     result = { ...summarize(episodes, wallSeconds), latency: null, realtime: null };
   }
-  if (reps > 0) {
-    const policy = opts.policy ?? (await loadPolicySource(source));
-    result.latency = pushtLatency(policy, opts.seeds, reps);
-  }
+  if (reps > 0) result.latency = await withPolicy((policy) => pushtLatency(policy, opts.seeds, reps));
   return result;
 }
