@@ -85,4 +85,16 @@ describe('OneDP distillation on the bimodal set', () => {
     expect(sameWeights(await saved(plain), stateDict(teacher.model))).toBe(false);
     expect(sameWeights(await saved(plain), await saved(noEma))).toBe(false);
   });
+
+  it('the cosine schedule starts at the full rates and then lowers them', async () => {
+    const teacher = await loadDiffusionPolicy(teacherDir);
+    const run = async (lrSchedule: 'constant' | 'cosine') =>
+      (await distillOneDp({ teacher, buffer, config: { method: 'onedp-d', steps: 3, batchSize: 32, emaDecay: 0, lrSchedule }, outDir: await tmp(), progress: 'none' })).generatorLosses;
+    const constant = await run('constant');
+    const cosine = await run('cosine');
+    // Step 1 runs at the full rate in both, so the loss of step 2 agrees; step 2 runs at
+    // 0.75 of it under the cosine, so the loss of step 3 does not.
+    expect(cosine.slice(0, 2)).toEqual(constant.slice(0, 2));
+    expect(cosine[2]).not.toBe(constant[2]);
+  });
 });
