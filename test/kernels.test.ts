@@ -187,7 +187,7 @@ describe('custom kernels and a growing wasm heap', () => {
     const beta = tf.tensor(randArray(24, 7), [24]);
     const dy = tf.tensor(randArray(3 * 7 * 24, 8), shape);
     const [y, stats] = tf.engine().runKernel('OnedpGroupNorm', { x, gamma, beta }, { groups: 8, eps: 1e-5 } as unknown as tf.NamedAttrMap) as tf.Tensor[];
-    const grads = tf.engine().runKernel('OnedpGroupNormGrad', { dy, x, gamma, stats }, { groups: 8 } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const grads = tf.engine().runKernel('OnedpGroupNormGrad', { dy, x, gamma, beta, stats }, { groups: 8 } as unknown as tf.NamedAttrMap) as tf.Tensor[];
     const out = [y, stats, ...grads].map((t) => t.dataSync().slice() as Float32Array);
     tf.dispose([x, gamma, beta, dy, y, stats, ...grads]);
     return out;

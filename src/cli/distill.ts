@@ -1,6 +1,6 @@
 /** `onedp distill`: a one-step OneDP policy (or the Consistency Policy baseline) from a trained diffusion policy. */
 import type { Command } from 'commander';
-import { initEngine } from '../engine/index.js';
+import { startEngine, THREADS_OPTION } from './engine.js';
 import { openDataset } from '../data/load.js';
 import { defaultObsSpec, policyBuffer } from '../data/obs_spec.js';
 import { loadDiffusionPolicy } from '../policy/load.js';
@@ -26,6 +26,7 @@ interface DistillFlags {
   dropout?: string;
   seed: string;
   progress: string;
+  threads?: string;
 }
 
 export function registerDistillCommand(program: Command): void {
@@ -46,6 +47,7 @@ export function registerDistillCommand(program: Command): void {
     .option('--dropout <x>', `cp: student dropout (default ${DEFAULT_CONSISTENCY_CONFIG.dropout})`)
     .option('--seed <n>', 'seed', '0')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
+    .option(...THREADS_OPTION)
     .action(async (f: DistillFlags) => {
       if (f.method !== 'onedp-s' && f.method !== 'onedp-d' && f.method !== 'cp') throw new UsageError(`--method must be onedp-s, onedp-d or cp, got "${f.method}"`);
       const isCp = f.method === 'cp';
@@ -73,7 +75,8 @@ export function registerDistillCommand(program: Command): void {
         cpConfig.dropout = parseFloatFlag('dropout', f.dropout, { min: 0 });
         if (cpConfig.dropout >= 1) throw new UsageError(`--dropout must be below 1, got "${f.dropout}"`);
       }
-      await initEngine();
+      const { engine } = await startEngine(f.threads);
+      process.stderr.write(`onedp distill: ${f.method}, engine ${engine}\n`);
       const teacherPath = resolvePath(f.teacher);
       const ck = await loadCheckpoint(teacherPath);
       if (ck.meta.kind !== 'diffusion-policy') throw new UsageError(`${ck.path}: is a ${JSON.stringify(ck.meta.kind)} checkpoint; --teacher needs a diffusion-policy checkpoint`);
@@ -85,7 +88,7 @@ export function registerDistillCommand(program: Command): void {
       const raw = await openDataset(datasetPath);
       const buffer = policyBuffer(raw, prov.obsSpec ?? defaultObsSpec(raw), datasetPath);
       const teacher = await loadDiffusionPolicy(ck.path);
-      const provenance = { teacher: ck.path, dataset: datasetPath, obsSpec: prov.obsSpec };
+      const provenance = { teacher: ck.path, dataset: datasetPath, obsSpec: prov.obsSpec, engine };
       const outDir = resolvePath(f.out);
       const progress = f.progress as 'auto';
       if (isCp) {

@@ -1,6 +1,7 @@
 /** `onedp train` and `onedp sample`. */
 import type { Command } from 'commander';
 import { initEngine } from '../engine/index.js';
+import { startEngine, THREADS_OPTION } from './engine.js';
 import { openDataset } from '../data/load.js';
 import { defaultObsSpec, isImageSpec, parseObsSpec, policyBuffer } from '../data/obs_spec.js';
 import { defaultVisionConfig } from '../policy/obs_encoder.js';
@@ -29,6 +30,7 @@ interface TrainFlags {
   encoderWidths?: string;
   resume?: boolean;
   progress?: string;
+  threads?: string;
 }
 
 export function noiseConfig(kind: string): SchedulerConfig {
@@ -56,6 +58,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--encoder-widths <list>', 'image policies: ResNet-18 stage widths (default 16,32,64,128; the spec\'s full ResNet-18 is 64,128,256,512)')
     .option('--resume', 'continue from the latest checkpoint in --out')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
+    .option(...THREADS_OPTION)
     .action(async (f: TrainFlags) => {
       const file = f.config ? ((await readJsonFile(resolvePath(f.config))) as { policy?: Partial<DiffusionPolicyConfig>; train?: Partial<TrainConfig> }) : {};
       if (f.config && (typeof file !== 'object' || file === null)) throw new UsageError(`${f.config}: expected a JSON object`);
@@ -76,8 +79,8 @@ export function registerTrainCommands(program: Command): void {
       const policy: DiffusionPolicyConfig = { ...base, ...file.policy, unet: { ...base.unet, ...file.policy?.unet } };
       if (f.downDims) policy.unet.downDims = parseIntList('down-dims', f.downDims);
       if (f.stepEmbed) policy.unet.diffusionStepEmbedDim = parseIntFlag('step-embed', f.stepEmbed);
-      const backend = await initEngine();
-      process.stderr.write(`onedp train: ${buffer.numEpisodes} episodes, ${buffer.numFrames} frames, obs "${spec}" (${policy.obsDim}-D), ${policy.noise.kind}, backend ${backend}\n`);
+      const { engine } = await startEngine(f.threads);
+      process.stderr.write(`onedp train: ${buffer.numEpisodes} episodes, ${buffer.numFrames} frames, obs "${spec}" (${policy.obsDim}-D), ${policy.noise.kind}, engine ${engine}\n`);
       const res = await trainPolicy({
         policy,
         train,
@@ -85,7 +88,7 @@ export function registerTrainCommands(program: Command): void {
         outDir: resolvePath(f.out),
         resume: !!f.resume,
         progress: f.progress as 'auto',
-        provenance: { dataset: f.dataset, obsSpec: spec, argv: process.argv.slice(2) },
+        provenance: { dataset: f.dataset, obsSpec: spec, argv: process.argv.slice(2), engine },
       });
       console.log(JSON.stringify({ checkpoint: res.checkpoint, steps: res.step, finalLoss: res.losses[res.losses.length - 1], seconds: Number(res.wallSeconds.toFixed(1)) }));
     });

@@ -1,25 +1,59 @@
 /**
  * GroupNorm as two backend kernels (forward, and one backward that returns dx, dgamma and
- * dbeta together), written as plain loops over the backend's memory.
+ * dbeta together), optionally followed by an activation (Mish in the U-Net's Conv1dBlock, ReLU
+ * in the ResNet) that the same kernels apply and differentiate.
  *
- * Why: composed from tfjs ops, a GroupNorm is about 12 kernels forward and 35 backward, and
- * tfjs clones every tensor it saves for the backward pass. For the CPU-sized U-Nets those
- * small kernels, not the convolutions, dominated a training step. The loops also accumulate
- * statistics in float64, which is more accurate than float32 reductions.
+ * Why: composed from tfjs ops, a GroupNorm is about 12 kernels forward and 35 backward, a Mish
+ * another 6 and 8, and tfjs saves every tensor the backward pass needs. For the CPU-sized
+ * U-Nets those small kernels, not the convolutions, dominated a training step. The loops also
+ * accumulate statistics in float64, which is more accurate than float32 reductions.
  *
- * Registered for the wasm and cpu backends; on any other backend (tfjs-node) `groupNorm`
- * falls back to composed ops.
+ * Registered here as JS loops for the wasm and cpu backends; native_kernels.ts replaces the
+ * wasm ones with multi-threaded C++ when the addon loads. On any other backend (tfjs-node)
+ * `groupNorm` falls back to composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
+import { mishComposed } from './activations.js';
+import { fusedElementwise } from './fusion.js';
 
 type TensorInfo = tf.TensorInfo;
 
 export const GROUP_NORM_KERNEL = 'OnedpGroupNorm';
 export const GROUP_NORM_GRAD_KERNEL = 'OnedpGroupNormGrad';
 
+export type GroupNormAct = 'none' | 'mish' | 'relu';
+
 interface GroupNormAttrs {
   groups: number;
   eps: number;
+  act?: GroupNormAct;
+}
+
+/** Mish(z) = z tanh(softplus(z)), written with u = 1 - sigmoid(z) as in layers.ts. */
+function mishValue(z: number): number {
+  const u = 1 - 1 / (1 + Math.exp(-z));
+  const q = u * u;
+  return (z * (1 - q)) / (1 + q);
+}
+
+function mishGrad(z: number): number {
+  const s = 1 / (1 + Math.exp(-z));
+  const u = 1 - s;
+  const q = u * u;
+  const qp = 1 + q;
+  return (1 - q) / qp + (z * s * 4 * q) / (qp * qp);
+}
+
+function activation(act: GroupNormAct | undefined): ((z: number) => number) | null {
+  if (act === 'mish') return mishValue;
+  if (act === 'relu') return (z) => (z > 0 ? z : 0);
+  return null;
+}
+
+function activationGrad(act: GroupNormAct | undefined): ((z: number) => number) | null {
+  if (act === 'mish') return mishGrad;
+  if (act === 'relu') return (z) => (z > 0 ? 1 : 0);
+  return null;
 }
 
 /**
@@ -74,7 +108,8 @@ function dimsOf(x: TensorInfo, groups: number): Dims {
 function forwardKernel(backendName: string): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const { x, gamma, beta } = inputs as { x: TensorInfo; gamma: TensorInfo; beta: TensorInfo };
-    const { groups, eps } = attrs as unknown as GroupNormAttrs;
+    const { groups, eps, act } = attrs as unknown as GroupNormAttrs;
+    const f = activation(act);
     const mem = memoryOf(backendName, backend);
     const { B, N, C, cg, grp } = dimsOf(x, groups);
     const M = N * cg;
@@ -125,7 +160,8 @@ function forwardKernel(backendName: string): tf.KernelFunc {
         sh[c] = bs[c] - mean * rstd * gs[c];
       }
       for (let n = 0, o = base; n < N; n++, o += C) {
-        for (let c = 0; c < C; c++) yd[o + c] = xs[o + c] * sc[c] + sh[c];
+        if (f) for (let c = 0; c < C; c++) yd[o + c] = f(Math.fround(xs[o + c] * sc[c] + sh[c]));
+        else for (let c = 0; c < C; c++) yd[o + c] = xs[o + c] * sc[c] + sh[c];
       }
     }
     return [y, st];
@@ -135,23 +171,43 @@ function forwardKernel(backendName: string): tf.KernelFunc {
 /**
  * With xhat = (x - mean) rstd: dgamma = sum dy xhat, dbeta = sum dy, and per (b, g)
  * dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy gamma; the group means
- * come from per-channel sums of dy and dy x.
+ * come from per-channel sums of dy and dy x. With an activation, dy is first multiplied by its
+ * derivative at the normalised value, recomputed from x and the saved statistics.
  */
 function gradKernel(backendName: string): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
-    const { dy, x, gamma, stats } = inputs as { dy: TensorInfo; x: TensorInfo; gamma: TensorInfo; stats: TensorInfo };
-    const { groups } = attrs as unknown as GroupNormAttrs;
+    const { dy, x, gamma, beta, stats } = inputs as { dy: TensorInfo; x: TensorInfo; gamma: TensorInfo; beta: TensorInfo; stats: TensorInfo };
+    const { groups, act } = attrs as unknown as GroupNormAttrs;
+    const fg = activationGrad(act);
     const mem = memoryOf(backendName, backend);
     const { B, N, C, cg, grp } = dimsOf(x, groups);
     const M = N * cg;
     const dx = mem.alloc(x.shape);
     const dgamma = mem.alloc([C]);
     const dbeta = mem.alloc([C]);
-    const dys = mem.read(dy);
     const xs = mem.read(x);
     const gs = mem.read(gamma);
+    const bs = mem.read(beta);
     const sd = mem.read(stats);
     const dxd = mem.read(dx);
+    let dys = mem.read(dy);
+    if (fg) {
+      // dz = dy act'(z), with z recomputed exactly as the forward computed it.
+      const dz = new Float32Array(dys.length);
+      for (let b = 0; b < B; b++) {
+        for (let n = 0, o = b * N * C; n < N; n++, o += C) {
+          for (let c = 0; c < C; c++) {
+            const g = grp[c];
+            const mean = sd[(b * groups + g) * 2];
+            const rstd = sd[(b * groups + g) * 2 + 1];
+            // The same arithmetic as the forward's scale and shift.
+            const z = Math.fround(xs[o + c] * (rstd * gs[c]) + (bs[c] - mean * rstd * gs[c]));
+            dz[o + c] = dys[o + c] * fg(z);
+          }
+        }
+      }
+      dys = dz;
+    }
     const dg = new Float64Array(C);
     const db = new Float64Array(C);
     const sdy = new Float64Array(C);
@@ -216,34 +272,37 @@ export function registerGroupNormKernels(): void {
   }
 }
 
-/** The composed-ops GroupNorm (statistics in two stages for float32 accuracy). */
-export function groupNormComposed(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: number, eps: number): tf.Tensor {
+/** The composed-ops GroupNorm (statistics in two stages for float32 accuracy), then the activation. */
+export function groupNormComposed(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: number, eps: number, act: GroupNormAct = 'none'): tf.Tensor {
   const shape = x.shape;
   const C = shape[shape.length - 1];
   const xg = x.reshape([shape[0], -1, groups, C / groups]);
   const mean = xg.mean(3, true).mean(1, true);
   const d = xg.sub(mean);
   const variance = d.square().mean(3, true).mean(1, true);
-  return d.mul(tf.rsqrt(variance.add(eps))).reshape(shape).mul(gamma).add(beta);
+  const y = d.mul(tf.rsqrt(variance.add(eps))).reshape(shape).mul(gamma).add(beta);
+  if (act === 'mish') return mishComposed(y);
+  if (act === 'relu') return tf.relu(y);
+  return y;
 }
 
 type Fused = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
 const fusedByAttrs = new Map<string, Fused>();
 
-/** customGrad passes tensors only, so there is one wrapped function per (groups, eps). */
-function fusedFor(groups: number, eps: number): Fused {
-  const key = `${groups}/${eps}`;
+/** customGrad passes tensors only, so there is one wrapped function per (groups, eps, act). */
+function fusedFor(groups: number, eps: number, act: GroupNormAct): Fused {
+  const key = `${groups}/${eps}/${act}`;
   let f = fusedByAttrs.get(key);
   if (f) return f;
-  const attrs = { groups, eps } as unknown as tf.NamedAttrMap;
+  const attrs = { groups, eps, act } as unknown as tf.NamedAttrMap;
   f = tf.customGrad(((x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
     const [y, stats] = tf.engine().runKernel(GROUP_NORM_KERNEL, { x, gamma, beta }, attrs) as tf.Tensor[];
-    save([x, gamma, stats]);
+    save([x, gamma, beta, stats]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, gs, st] = saved;
-        return tf.engine().runKernel(GROUP_NORM_GRAD_KERNEL, { dy, x: xs, gamma: gs, stats: st }, attrs) as tf.Tensor[];
+        const [xs, gs, bs, st] = saved;
+        return tf.engine().runKernel(GROUP_NORM_GRAD_KERNEL, { dy, x: xs, gamma: gs, beta: bs, stats: st }, attrs) as tf.Tensor[];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as Fused;
@@ -253,13 +312,16 @@ function fusedFor(groups: number, eps: number): Fused {
 
 /**
  * GroupNorm over the last (channel) axis of a (B, ..., C) tensor, with affine gamma and beta,
- * as PyTorch's. Uses the loop kernels where registered, composed ops elsewhere.
+ * as PyTorch's, then `act`. Uses the loop kernels where registered, composed ops elsewhere.
  */
-export function groupNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: number, eps = 1e-5): tf.Tensor {
+export function groupNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: number, eps = 1e-5, act: GroupNormAct = 'none'): tf.Tensor {
   const C = x.shape[x.shape.length - 1];
   if (C % groups !== 0) throw new Error(`groupNorm: ${C} channels do not split into ${groups} groups`);
-  if (!tf.getKernel(GROUP_NORM_KERNEL, tf.getBackend())) return groupNormComposed(x, gamma, beta, groups, eps);
-  return fusedFor(groups, eps)(x, gamma, beta);
+  if (!tf.getKernel(GROUP_NORM_KERNEL, tf.getBackend())) return groupNormComposed(x, gamma, beta, groups, eps, act);
+  if (act === 'none' || fusedElementwise()) return fusedFor(groups, eps, act)(x, gamma, beta);
+  // The JS loops' activation is slower than tfjs' vectorised ops (fusion.ts).
+  const y = fusedFor(groups, eps, 'none')(x, gamma, beta);
+  return act === 'mish' ? mishComposed(y) : tf.relu(y);
 }
 
 registerGroupNormKernels();

@@ -3,12 +3,15 @@
  *
  * Order of preference in Node: `@tensorflow/tfjs-node` when the user has it installed (native
  * TensorFlow, multi-threaded), else the wasm backend with onedp's training kernels, else cpu.
- * `ONEDP_BACKEND=wasm|cpu|tensorflow` forces a choice.
+ * `ONEDP_BACKEND=wasm|cpu|tensorflow` forces a choice. On wasm, onedp's native addon (native.ts)
+ * runs the heavy kernels on all cores when it is built; `ONEDP_NATIVE=0` keeps them in wasm.
  */
 import * as tf from '@tensorflow/tfjs';
-import { installWasmKernels, uninstallWasmKernels, CUSTOM_KERNELS, type CustomKernelName } from './kernels.js';
+import { installWasmKernels, uninstallWasmKernels, nativeKernelsActive, CUSTOM_KERNELS, NATIVE_KERNELS, type CustomKernelName } from './kernels.js';
+import { loadNative, setThreads, getThreads, parseThreads, defaultThreads } from './native.js';
 
-export { tf, installWasmKernels, uninstallWasmKernels, CUSTOM_KERNELS, type CustomKernelName };
+export { tf, installWasmKernels, uninstallWasmKernels, nativeKernelsActive, CUSTOM_KERNELS, NATIVE_KERNELS, type CustomKernelName };
+export { loadNative, setThreads, getThreads, parseThreads, defaultThreads };
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
 
@@ -84,4 +87,33 @@ export async function useBackend(name: BackendName): Promise<void> {
   if (name === 'wasm') await loadWasm();
   await tf.setBackend(name);
   await tf.ready();
+}
+
+export interface EngineInfo {
+  backend: string;
+  /** Which kernels run the training step: onedp's native addon, its wasm kernels, or the backend's own. */
+  kernels: 'native' | 'wasm' | 'backend';
+  threads: number;
+  /** Native: the instruction set it was built for; otherwise why it is not in use. */
+  detail: string;
+}
+
+/** What runs the tensors now, for logs, checkpoints' provenance and benchmark headers. */
+export function engineInfo(): EngineInfo {
+  const backend = tf.getBackend() ?? 'none';
+  const st = loadNative();
+  if (backend === 'wasm' && nativeKernelsActive() && st.addon) {
+    const i = st.addon.info();
+    return { backend, kernels: 'native', threads: i.threads, detail: `${i.isa}, ${i.vectorWidth}-wide` };
+  }
+  if (backend === 'wasm') return { backend, kernels: 'wasm', threads: 1, detail: st.addon ? 'native kernels not installed' : `native addon ${st.detail}` };
+  return { backend, kernels: 'backend', threads: getThreads(), detail: '' };
+}
+
+/** One line for logs: "wasm + native kernels (avx512, 16-wide), 2 threads". */
+export function describeEngine(): string {
+  const e = engineInfo();
+  if (e.kernels === 'native') return `${e.backend} + native kernels (${e.detail}), ${e.threads} thread${e.threads === 1 ? '' : 's'}`;
+  if (e.kernels === 'wasm') return `${e.backend} + onedp wasm kernels, 1 thread (${e.detail})`;
+  return e.backend;
 }

@@ -5,6 +5,12 @@
  * loops that dominate a training step.
  */
 import * as tf from '@tensorflow/tfjs';
+import { loadNative } from './native.js';
+import { nativeKernels } from './native_kernels.js';
+import { GROUP_NORM_GRAD_KERNEL, GROUP_NORM_KERNEL } from './group_norm.js';
+import { FILM_GRAD_KERNEL, FILM_KERNEL } from './film.js';
+import { MISH_GRAD_KERNEL, MISH_KERNEL } from './activations.js';
+import { setFusedElementwise } from './fusion.js';
 
 type TensorInfo = tf.TensorInfo;
 type Attrs = tf.NamedAttrMap;
@@ -245,19 +251,63 @@ function backendDispose(backend: unknown, t: TensorInfo): void {
   (backend as WasmBackendLike).disposeData(t.dataId);
 }
 
-export const CUSTOM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', 'UnsortedSegmentSum'] as const;
+/**
+ * tfjs saves every tensor a gradient needs through Identity, which the wasm backend implements
+ * as a copy (about 700 copies per U-Net backward pass). Sharing the buffer, as Reshape and the
+ * cpu backend's Identity do, is safe because no kernel writes into its inputs.
+ */
+function sharedIdentity(stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    if (x.dtype === 'string') return stock(args);
+    (args.backend as unknown as { incRef(id: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
+export const CUSTOM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', 'UnsortedSegmentSum', 'Identity'] as const;
 export type CustomKernelName = (typeof CUSTOM_KERNELS)[number];
+/** Kernels the native addon takes over in addition (their wasm versions stay the fallback). */
+export const NATIVE_KERNELS = [
+  'Conv2D',
+  'FusedConv2D',
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'BatchMatMul',
+  '_FusedMatMul',
+  'Sum',
+  GROUP_NORM_KERNEL,
+  GROUP_NORM_GRAD_KERNEL,
+  FILM_KERNEL,
+  FILM_GRAD_KERNEL,
+  MISH_KERNEL,
+  MISH_GRAD_KERNEL,
+] as const;
 
 const stockKernels = new Map<string, tf.KernelConfig | undefined>();
 let installed = false;
+let nativeInstalled = false;
+
+export interface InstallOptions {
+  /** Use the native addon where it loads (default true); false keeps the wasm-only kernels. */
+  native?: boolean;
+}
+
+function replaceKernel(name: string, kernelFunc: KernelFunc): void {
+  const prev = tf.getKernel(name, 'wasm');
+  if (!stockKernels.has(name)) stockKernels.set(name, prev);
+  if (prev) tf.unregisterKernel(name, 'wasm');
+  tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
+}
 
 /**
- * Registers onedp's kernels on the wasm backend, replacing the stock ones. Idempotent.
- * `which` selects a subset, so benchmarks can compare against the stock path.
+ * Registers onedp's kernels on the wasm backend, replacing the stock ones, and the native
+ * addon's over those where it loads. Idempotent. `which` selects a subset of the wasm kernels,
+ * so benchmarks can compare against the stock path.
  */
-export function installWasmKernels(which: readonly CustomKernelName[] = CUSTOM_KERNELS): void {
+export function installWasmKernels(which: readonly CustomKernelName[] = CUSTOM_KERNELS, opts: InstallOptions = {}): void {
   uninstallWasmKernels();
-  const needed = ['Conv2D', 'Transpose', 'Reshape', 'PadV2', 'Slice', 'OneHot', 'Cast', 'BatchMatMul'];
+  const needed = ['Conv2D', 'Transpose', 'Reshape', 'PadV2', 'Slice', 'OneHot', 'Cast', 'BatchMatMul', 'Identity'];
   const funcs = new Map<string, KernelFunc>();
   for (const n of needed) {
     const k = tf.getKernel(n, 'wasm');
@@ -270,14 +320,35 @@ export function installWasmKernels(which: readonly CustomKernelName[] = CUSTOM_K
     Conv2DBackpropInput: backpropInput(funcs),
     BatchMatMul: batchMatMul(funcs, stockMatMul),
     UnsortedSegmentSum: unsortedSegmentSum(funcs),
+    Identity: sharedIdentity(funcs.get('Identity')!),
   };
-  for (const name of which) {
-    const prev = tf.getKernel(name, 'wasm');
-    stockKernels.set(name, prev);
-    if (prev) tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: impls[name] });
-  }
+  for (const name of which) replaceKernel(name, impls[name]);
   installed = true;
+  const addon = opts.native === false ? null : loadNative().addon;
+  if (addon) {
+    const current = (n: string): KernelFunc => {
+      const k = tf.getKernel(n, 'wasm');
+      if (!k) throw new Error(`onedp engine: the wasm backend has no ${n} kernel`);
+      return k.kernelFunc;
+    };
+    const native = nativeKernels(addon, {
+      Conv2D: current('Conv2D'),
+      FusedConv2D: current('FusedConv2D'),
+      Conv2DBackpropFilter: current('Conv2DBackpropFilter'),
+      Conv2DBackpropInput: current('Conv2DBackpropInput'),
+      BatchMatMul: current('BatchMatMul'),
+      _FusedMatMul: current('_FusedMatMul'),
+      Sum: current('Sum'),
+    });
+    for (const name of NATIVE_KERNELS) replaceKernel(name, native[name]);
+    nativeInstalled = true;
+    setFusedElementwise('wasm', true);
+  }
+}
+
+/** Whether the native kernels are what the wasm backend runs now. */
+export function nativeKernelsActive(): boolean {
+  return nativeInstalled;
 }
 
 /** Restores the stock wasm kernels (and removes the ones the backend never had). */
@@ -289,4 +360,6 @@ export function uninstallWasmKernels(): void {
   }
   stockKernels.clear();
   installed = false;
+  nativeInstalled = false;
+  setFusedElementwise('wasm', false);
 }

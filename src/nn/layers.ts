@@ -5,7 +5,7 @@
  */
 import { tf } from '../engine/index.js';
 import { Module, Parameter, type BuildContext } from './module.js';
-import { groupNorm } from '../engine/group_norm.js';
+import { groupNorm, type GroupNormAct } from '../engine/group_norm.js';
 
 /** PyTorch's default for Linear and Conv: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias. */
 function torchDefaultBound(fanIn: number): number {
@@ -32,8 +32,10 @@ export class Linear extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     const lead = x.shape.slice(0, -1);
     const x2 = x.rank === 2 ? x : x.reshape([-1, this.inFeatures]);
-    let y = tf.matMul(x2 as tf.Tensor2D, this.weight.v as tf.Tensor2D);
-    if (this.bias) y = y.add(this.bias.v);
+    // The fused product adds the bias in the same kernel (and its gradient is the same sum).
+    const y = this.bias
+      ? tf.fused.matMul({ a: x2 as tf.Tensor2D, b: this.weight.v as tf.Tensor2D, bias: this.bias.v })
+      : tf.matMul(x2 as tf.Tensor2D, this.weight.v as tf.Tensor2D);
     return x.rank === 2 ? y : y.reshape([...lead, this.outFeatures]);
   }
 }
@@ -74,8 +76,8 @@ export class Conv1d extends Module {
     const x4 = x.reshape([b, 1, l, this.inChannels]) as tf.Tensor4D;
     const w4 = this.weight.v.reshape([1, this.kernelSize, this.inChannels, this.outChannels]) as tf.Tensor4D;
     const p = this.padding;
-    let y: tf.Tensor = tf.conv2d(x4, w4, [1, this.stride], [[0, 0], [0, 0], [p, p], [0, 0]]);
-    if (this.bias) y = y.add(this.bias.v);
+    const pad: tf.backend_util.ExplicitPadding = [[0, 0], [0, 0], [p, p], [0, 0]];
+    const y = this.bias ? tf.fused.conv2d({ x: x4, filter: w4, strides: [1, this.stride], pad, bias: this.bias.v }) : tf.conv2d(x4, w4, [1, this.stride], pad);
     return y.reshape([b, y.shape[2]!, this.outChannels]);
   }
 }
@@ -147,9 +149,10 @@ export class Conv2d extends Module {
   /** x: (B, H, W, C_in) -> (B, H_out, W_out, C_out). */
   forward(x: tf.Tensor): tf.Tensor {
     const p = this.padding;
-    let y: tf.Tensor = tf.conv2d(x as tf.Tensor4D, this.weight.v as tf.Tensor4D, this.stride, [[0, 0], [p, p], [p, p], [0, 0]]);
-    if (this.bias) y = y.add(this.bias.v);
-    return y;
+    const pad: tf.backend_util.ExplicitPadding = [[0, 0], [p, p], [p, p], [0, 0]];
+    const x4 = x as tf.Tensor4D;
+    const w4 = this.weight.v as tf.Tensor4D;
+    return this.bias ? tf.fused.conv2d({ x: x4, filter: w4, strides: this.stride, pad, bias: this.bias.v }) : tf.conv2d(x4, w4, this.stride, pad);
   }
 }
 
@@ -170,32 +173,13 @@ export class GroupNorm extends Module {
     this.bias = this.param('bias', new Parameter([numChannels], null, { kind: 'constant', value: 0 }, ctx));
   }
 
-  forward(x: tf.Tensor): tf.Tensor {
-    return groupNorm(x, this.weight.v, this.bias.v, this.numGroups, this.eps);
+  /** With `act`, the activation that follows is applied (and differentiated) by the same kernel. */
+  forward(x: tf.Tensor, act: GroupNormAct = 'none'): tf.Tensor {
+    return groupNorm(x, this.weight.v, this.bias.v, this.numGroups, this.eps, act);
   }
 }
 
-/**
- * Mish(x) = x tanh(softplus(x)). With u = 1 - sigmoid(x), tanh(softplus(x)) = (1-u^2)/(1+u^2)
- * exactly, so one XNNPACK-vectorised sigmoid replaces softplus' exp+log and tanh (wasm's Exp is
- * a scalar loop), and nothing can overflow. The gradient is written by hand:
- * d/dx = t + x sigmoid(x) (1 - t^2), with 1 - t^2 = 4u^2/(1+u^2)^2.
- * Forward 6x, forward+backward 2.6x faster than the composed ops; equal within 5e-7.
- */
-export const mish: (x: tf.Tensor) => tf.Tensor = tf.customGrad(((x: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
-  const s = tf.sigmoid(x);
-  const q = tf.scalar(1).sub(s).square();
-  const qp = q.add(1);
-  const t = tf.scalar(1).sub(q).div(qp);
-  save([x, s, q, qp, t]);
-  return {
-    value: x.mul(t),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [xs, ss, qs, qps, ts] = saved;
-      return dy.mul(ts.add(xs.mul(ss).mul(qs.mul(4).div(qps.square()))));
-    },
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
+export { mish } from '../engine/activations.js';
 
 /**
  * Sinusoidal embedding of a (B,) timestep or noise level into (B, dim):

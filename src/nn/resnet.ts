@@ -53,7 +53,7 @@ class BasicBlock extends Module {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    let h = tf.relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = this.bn1.forward(this.conv1.forward(x), 'relu');
     h = this.bn2.forward(this.conv2.forward(h));
     const id = this.downConv ? this.downNorm!.forward(this.downConv.forward(x)) : x;
     return tf.relu(h.add(id));
@@ -163,7 +163,7 @@ export class ImageEncoder extends Module {
     if (images.rank !== 4 || images.shape[1] !== imageSize || images.shape[2] !== imageSize || images.shape[3] !== inChannels) {
       throw new Error(`ImageEncoder: expected (B, ${imageSize}, ${imageSize}, ${inChannels}) images, got [${images.shape}]`);
     }
-    let x = tf.relu(this.bn1.forward(this.conv1.forward(images)));
+    let x = this.bn1.forward(this.conv1.forward(images), 'relu');
     x = tf.maxPool(x as tf.Tensor4D, 3, 2, 1);
     for (const layer of this.layers) for (const b of layer) x = b.forward(x);
     return this.linear.forward(this.pool.forward(x));

@@ -6,6 +6,7 @@ import { tf } from '../engine/index.js';
 import { Module, ModuleList, type BuildContext, buildContext } from './module.js';
 import { Conv1d, ConvTranspose1d, GroupNorm, Linear, mish, sinusoidalPosEmb } from './layers.js';
 import { Rng } from '../util/rng.js';
+import { film } from '../engine/film.js';
 
 export interface UnetConfig {
   /** Action dimension (channels of the sample). */
@@ -74,7 +75,7 @@ export class Conv1dBlock extends Module {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    return mish(this.norm.forward(this.conv.forward(x)));
+    return this.norm.forward(this.conv.forward(x), 'mish');
   }
 }
 
@@ -123,21 +124,18 @@ export class ConditionalResidualBlock1D extends Module {
     this.residualConv = inC !== outC ? this.child('residual_conv', new Conv1d(inC, outC, 1, ctx)) : null;
   }
 
-  /** x (B, L, in), cond (B, condDim) -> (B, L, out). */
-  forward(x: tf.Tensor, cond: tf.Tensor): tf.Tensor {
+  /**
+   * x (B, L, in), condAct (B, condDim) -> (B, L, out). `condAct` is Mish(cond): the reference's
+   * cond_encoder is Mish -> Linear in every block, and the Mish, the same in all of them, is
+   * computed once by the U-Net.
+   */
+  forward(x: tf.Tensor, condAct: tf.Tensor): tf.Tensor {
     const drop = this.training && this.dropout && this.dropout.rate > 0 ? this.dropout : null;
     // Where the Consistency Policy reference drops: after the first conv block and on the output.
     let h = this.blocks.at(0).forward(x);
     if (drop) h = drop.apply(h);
-    const e = this.condLinear.forward(mish(cond));
-    const b = e.shape[0];
-    if (this.predictScale) {
-      const scale = e.slice([0, 0], [b, this.outC]).reshape([b, 1, this.outC]);
-      const bias = e.slice([0, this.outC], [b, this.outC]).reshape([b, 1, this.outC]);
-      h = h.mul(scale).add(bias);
-    } else {
-      h = h.add(e.reshape([b, 1, this.outC]));
-    }
+    // FiLM: e holds (scale, bias) per channel, or only the bias.
+    h = film(h, this.condLinear.forward(condAct), this.predictScale);
     h = this.blocks.at(1).forward(h);
     const out = h.add(this.residualConv ? this.residualConv.forward(x) : x);
     return drop ? drop.apply(out) : out;
@@ -302,7 +300,7 @@ export class ConditionalUnet1D extends Module {
     extraTimes.forEach((e, i) => {
       emb = emb.add(this.extraEncoders[i].forward(e));
     });
-    const cond = tf.concat([emb, globalCond], 1);
+    const cond = mish(tf.concat([emb, globalCond], 1));
 
     let x = sample;
     const skips: tf.Tensor[] = [];

@@ -4,6 +4,7 @@
  * weightDecay 0 this is plain Adam, as the distillation optimisers use (betas (0, 0.999)).
  */
 import { tf } from '../engine/index.js';
+import { adamwInPlace } from '../engine/optim.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -42,6 +43,7 @@ export class AdamW {
     const stepSize = this.lr / (1 - b1 ** this.t);
     const bc2 = Math.sqrt(1 - b2 ** this.t);
     const decay = 1 - this.lr * this.weightDecay;
+    if (adamwInPlace(this.params, grads, this.m, this.v, { beta1: b1, beta2: b2, stepSize, biasCorrection2: bc2, eps: this.eps, decay })) return;
     tf.tidy(() => {
       this.params.forEach((p, i) => {
         const g = grads[i];
@@ -63,8 +65,13 @@ export class AdamW {
   setState(s: { t: number; m: Float32Array[]; v: Float32Array[] }): void {
     if (s.m.length !== this.m.length || s.v.length !== this.v.length) throw new Error(`optimizer state has ${s.m.length} moments for ${this.m.length} parameters`);
     this.t = s.t;
-    this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i], x.shape)));
-    this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i], x.shape)));
+    const load = (x: tf.Variable, data: Float32Array) => {
+      const t = tf.tensor(data, x.shape);
+      x.assign(t);
+      t.dispose();
+    };
+    this.m.forEach((x, i) => load(x, s.m[i]));
+    this.v.forEach((x, i) => load(x, s.v[i]));
   }
 
   dispose(): void {

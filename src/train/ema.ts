@@ -3,6 +3,7 @@
  * decay = 1 - (1 + step)^-power, capped at maxDecay (spec: power 0.75, cap 0.9999).
  */
 import { tf } from '../engine/index.js';
+import { emaInPlace } from '../engine/optim.js';
 
 export class Ema {
   /** Updates applied so far. */
@@ -28,6 +29,10 @@ export class Ema {
 
   update(): void {
     const d = this.decay();
+    if (emaInPlace(this.shadow, this.params, d)) {
+      this.step++;
+      return;
+    }
     tf.tidy(() => {
       this.shadow.forEach((s, i) => s.assign(d === 0 ? this.params[i] : s.mul(d).add(this.params[i].mul(1 - d))));
     });
