@@ -1,16 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import { tf, useBackend, CUSTOM_KERNELS } from '../src/engine/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tf, useBackend, installWasmKernels, loadNative, CUSTOM_KERNELS } from '../src/engine/index.js';
 import { useWasmEngine } from './helpers/engine.js';
-import { Rng } from '../src/util/rng.js';
 import { groupNorm, groupNormComposed } from '../src/engine/group_norm.js';
+import { randArray, relErr } from './helpers/compare.js';
 
 useWasmEngine();
 
 type Op = (x: tf.Tensor, w: tf.Tensor) => tf.Tensor;
-
-function randArray(n: number, seed: number): Float32Array {
-  return new Rng(seed).fillNormal(new Float32Array(n));
-}
 
 /** Output, dx and dw of sum(op(x, w) * gy) on one backend. */
 async function gradsOn(backend: 'wasm' | 'cpu', xs: number[], ws: number[], op: Op, seed: number): Promise<Float32Array[]> {
@@ -23,18 +19,6 @@ async function gradsOn(backend: 'wasm' | 'cpu', xs: number[], ws: number[], op: 
     const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => op(a, b).mul(gy).sum())([x, w]);
     return [y, dx, dw].map((t) => t.dataSync() as Float32Array);
   });
-}
-
-/** Max abs difference relative to the largest reference magnitude. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
 }
 
 const pad1 = (p: number): tf.backend_util.ExplicitPadding => [[0, 0], [0, 0], [p, p], [0, 0]];
@@ -63,94 +47,111 @@ const cases: [string, number[], number[], Op][] = [
   ['matmul 2-D, B transposed', [9, 17], [5, 17], (x, w) => tf.matMul(x, w, false, true)],
 ];
 
-describe('wasm training kernels', () => {
-  it('are registered on the wasm backend', () => {
-    for (const name of CUSTOM_KERNELS) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
-  });
+// Every case runs twice: on onedp's wasm kernels (the fallback, and what runs where the native
+// addon cannot be built) and on the native kernels.
+const modes: [string, boolean][] = [
+  ['onedp wasm kernels', false],
+  ['native kernels', true],
+];
+const nativeMissing = !loadNative().addon;
 
-  it.each(cases)('%s: forward and gradients equal the cpu backend within 1e-4', async (_name, xs, ws, op) => {
-    const onWasm = await gradsOn('wasm', xs, ws, op, 11);
-    const onCpu = await gradsOn('cpu', xs, ws, op, 11);
-    await useBackend('wasm');
-    const [y, dx, dw] = onWasm.map((v, i) => relErr(v, onCpu[i]));
-    expect(y).toBeLessThan(1e-4);
-    expect(dx).toBeLessThan(1e-4);
-    expect(dw).toBeLessThan(1e-4);
-  });
-
-  it('UnsortedSegmentSum sums rows per segment and drops out-of-range ids', async () => {
-    await useBackend('wasm');
-    const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
-    const out = tf.unsortedSegmentSum(x, tf.tensor1d([1, 0, 1, 5], 'int32'), 3);
-    expect(out.arraySync()).toEqual([[3, 4], [6, 8], [0, 0]]);
-  });
-
-  it('the gather gradient (UnsortedSegmentSum) equals the cpu backend', async () => {
-    const run = async (b: 'wasm' | 'cpu') => {
-      await useBackend(b);
-      return tf.tidy(() => {
-        const p = tf.tensor(randArray(7 * 3, 4), [7, 3]);
-        const idx = tf.tensor1d([0, 6, 6, 2, 0, 3], 'int32');
-        const gy = tf.tensor(randArray(6 * 3, 5), [6, 3]);
-        return tf.grad((q: tf.Tensor) => tf.gather(q, idx).mul(gy).sum())(p).dataSync() as Float32Array;
-      });
-    };
-    const a = await run('wasm');
-    const b = await run('cpu');
-    await useBackend('wasm');
-    expect(relErr(a, b)).toBeLessThan(1e-6);
-  });
-});
-
-describe('GroupNorm loop kernels', () => {
-  // The composed-ops GroupNorm on the cpu backend is the reference; the loop kernels run on
-  // wasm (as in training) and on cpu, with gradients of sum(y * gy) for x, gamma and beta.
-  const shapes: [string, number[], number][] = [
-    ['(B, L, C) 8 groups of 4', [5, 16, 32], 8],
-    ['(B, L, C) odd length', [3, 7, 24], 8],
-    ['(B, H, W, C) encoder-style', [2, 6, 5, 64], 4],
-    ['one group', [2, 9, 6], 1],
-  ];
-  async function run(backend: 'wasm' | 'cpu', fused: boolean, shape: number[], groups: number, seed: number): Promise<Float32Array[]> {
-    await useBackend(backend);
-    const C = shape[shape.length - 1];
-    return tf.tidy(() => {
-      // An offset mean and uneven scale stress the statistics.
-      const x = tf.tensor(randArray(shape.reduce((a, b) => a * b), seed), shape).mul(3).add(1.5);
-      const g = tf.tensor(randArray(C, seed + 1), [C]);
-      const b = tf.tensor(randArray(C, seed + 2), [C]);
-      const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => (fused ? groupNorm(xx, gg, bb, groups) : groupNormComposed(xx, gg, bb, groups, 1e-5));
-      const y = f(x, g, b);
-      const gy = tf.tensor(randArray(y.size, seed + 3), y.shape);
-      const grads = tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => f(xx, gg, bb).mul(gy).sum())([x, g, b]);
-      return [y, ...grads].map((t) => t.dataSync() as Float32Array);
-    });
+describe.each(modes)('%s', (label, native) => {
+  beforeAll(() => installWasmKernels(CUSTOM_KERNELS, { native }));
+  afterAll(() => installWasmKernels());
+  if (native && nativeMissing) {
+    it.skip(`native addon not loaded: ${loadNative().detail}`, () => {});
+    return;
   }
-  for (const [name, shape, groups] of shapes) {
-    it(`${name}: forward and gradients match composed ops`, async () => {
-      const ref = await run('cpu', false, shape, groups, 11);
-      for (const backend of ['wasm', 'cpu'] as const) {
-        const got = await run(backend, true, shape, groups, 11);
-        for (let i = 0; i < 4; i++) expect(relErr(got[i], ref[i]), `${backend} output ${i}`).toBeLessThan(1e-5);
-      }
+
+  describe(`${label}: training kernels`, () => {
+    it('are registered on the wasm backend', () => {
+      for (const name of CUSTOM_KERNELS) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
+    });
+
+    it.each(cases)('%s: forward and gradients equal the cpu backend within 1e-4', async (_name, xs, ws, op) => {
+      const onWasm = await gradsOn('wasm', xs, ws, op, 11);
+      const onCpu = await gradsOn('cpu', xs, ws, op, 11);
       await useBackend('wasm');
+      const [y, dx, dw] = onWasm.map((v, i) => relErr(v, onCpu[i]));
+      expect(y).toBeLessThan(1e-4);
+      expect(dx).toBeLessThan(1e-4);
+      expect(dw).toBeLessThan(1e-4);
     });
-  }
-  it('is what GroupNorm layers use on wasm (one kernel forward, one backward)', async () => {
-    await useBackend('wasm');
-    const x = tf.randomNormal([2, 8, 16]);
-    const g = tf.ones([16]);
-    const b = tf.zeros([16]);
-    const prof = await tf.profile(() => tf.grads((xx: tf.Tensor) => groupNorm(xx, g, b, 4).sum())([x]));
-    const names = prof.kernels.map((k) => k.name);
-    expect(names).toContain('OnedpGroupNorm');
-    expect(names).toContain('OnedpGroupNormGrad');
-    expect(names.filter((n) => n === 'Mean' || n === 'Rsqrt')).toHaveLength(0);
-    tf.dispose([x, g, b]);
-    prof.result && tf.dispose(prof.result as tf.Tensor[]);
+
+    it('UnsortedSegmentSum sums rows per segment and drops out-of-range ids', async () => {
+      await useBackend('wasm');
+      const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
+      const out = tf.unsortedSegmentSum(x, tf.tensor1d([1, 0, 1, 5], 'int32'), 3);
+      expect(out.arraySync()).toEqual([[3, 4], [6, 8], [0, 0]]);
+    });
+
+    it('the gather gradient (UnsortedSegmentSum) equals the cpu backend', async () => {
+      const run = async (b: 'wasm' | 'cpu') => {
+        await useBackend(b);
+        return tf.tidy(() => {
+          const p = tf.tensor(randArray(7 * 3, 4), [7, 3]);
+          const idx = tf.tensor1d([0, 6, 6, 2, 0, 3], 'int32');
+          const gy = tf.tensor(randArray(6 * 3, 5), [6, 3]);
+          return tf.grad((q: tf.Tensor) => tf.gather(q, idx).mul(gy).sum())(p).dataSync() as Float32Array;
+        });
+      };
+      const a = await run('wasm');
+      const b = await run('cpu');
+      await useBackend('wasm');
+      expect(relErr(a, b)).toBeLessThan(1e-6);
+    });
   });
-  it('rejects channels that do not split into groups', () => {
-    expect(() => groupNorm(tf.zeros([1, 2, 6]), tf.ones([6]), tf.zeros([6]), 4)).toThrow(/6 channels do not split into 4 groups/);
+
+  describe(`${label}: GroupNorm kernels`, () => {
+    // The composed-ops GroupNorm on the cpu backend is the reference; the loop kernels run on
+    // wasm (as in training) and on cpu, with gradients of sum(y * gy) for x, gamma and beta.
+    const shapes: [string, number[], number][] = [
+      ['(B, L, C) 8 groups of 4', [5, 16, 32], 8],
+      ['(B, L, C) odd length', [3, 7, 24], 8],
+      ['(B, H, W, C) encoder-style', [2, 6, 5, 64], 4],
+      ['one group', [2, 9, 6], 1],
+    ];
+    async function run(backend: 'wasm' | 'cpu', fused: boolean, shape: number[], groups: number, seed: number): Promise<Float32Array[]> {
+      await useBackend(backend);
+      const C = shape[shape.length - 1];
+      return tf.tidy(() => {
+        // An offset mean and uneven scale stress the statistics.
+        const x = tf.tensor(randArray(shape.reduce((a, b) => a * b), seed), shape).mul(3).add(1.5);
+        const g = tf.tensor(randArray(C, seed + 1), [C]);
+        const b = tf.tensor(randArray(C, seed + 2), [C]);
+        const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => (fused ? groupNorm(xx, gg, bb, groups) : groupNormComposed(xx, gg, bb, groups, 1e-5));
+        const y = f(x, g, b);
+        const gy = tf.tensor(randArray(y.size, seed + 3), y.shape);
+        const grads = tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => f(xx, gg, bb).mul(gy).sum())([x, g, b]);
+        return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+      });
+    }
+    for (const [name, shape, groups] of shapes) {
+      it(`${name}: forward and gradients match composed ops`, async () => {
+        const ref = await run('cpu', false, shape, groups, 11);
+        for (const backend of ['wasm', 'cpu'] as const) {
+          const got = await run(backend, true, shape, groups, 11);
+          for (let i = 0; i < 4; i++) expect(relErr(got[i], ref[i]), `${backend} output ${i}`).toBeLessThan(1e-5);
+        }
+        await useBackend('wasm');
+      });
+    }
+    it('is what GroupNorm layers use on wasm (one kernel forward, one backward)', async () => {
+      await useBackend('wasm');
+      const x = tf.randomNormal([2, 8, 16]);
+      const g = tf.ones([16]);
+      const b = tf.zeros([16]);
+      const prof = await tf.profile(() => tf.grads((xx: tf.Tensor) => groupNorm(xx, g, b, 4).sum())([x]));
+      const names = prof.kernels.map((k) => k.name);
+      expect(names).toContain('OnedpGroupNorm');
+      expect(names).toContain('OnedpGroupNormGrad');
+      expect(names.filter((n) => n === 'Mean' || n === 'Rsqrt')).toHaveLength(0);
+      tf.dispose([x, g, b]);
+      prof.result && tf.dispose(prof.result as tf.Tensor[]);
+    });
+    it('rejects channels that do not split into groups', () => {
+      expect(() => groupNorm(tf.zeros([1, 2, 6]), tf.ones([6]), tf.zeros([6]), 4)).toThrow(/6 channels do not split into 4 groups/);
+    });
   });
 });
 

@@ -238,21 +238,32 @@ napi_value SumAxes(napi_env env, napi_callback_info info) {
   const bool leading = a.i(4) != 0;
   const bool small = R * Cn < 65536;
   if (leading) {
-    constexpr long CB = 64;
-    const int jobs = (int)((Cn + CB - 1) / CB);
-    auto colBlock = [&](int job) {
-      const long c0 = job * CB, c1 = std::min(Cn, c0 + CB);
+    // Jobs are (column block, row block) pairs with fixed bounds; the row blocks' partial sums
+    // are then added in order, so the result does not depend on the thread count.
+    constexpr long CB = 64, RB = 512;
+    const long colBlocks = (Cn + CB - 1) / CB, rowBlocks = (R + RB - 1) / RB;
+    std::vector<double> part((size_t)rowBlocks * Cn, 0.0);
+    auto block = [&](int job) {
+      const long cb = job % colBlocks, rb = job / colBlocks;
+      const long c0 = cb * CB, c1 = std::min(Cn, c0 + CB);
+      const long r0 = rb * RB, r1 = std::min(R, r0 + RB);
       double acc[CB] = {};
-      for (long r = 0; r < R; r++) {
+      for (long r = r0; r < r1; r++) {
         const float* row = x + r * Cn;
         for (long c = c0; c < c1; c++) acc[c - c0] += row[c];
       }
-      for (long c = c0; c < c1; c++) out[c] = (float)acc[c - c0];
+      for (long c = c0; c < c1; c++) part[(size_t)rb * Cn + c] = acc[c - c0];
     };
+    const int jobs = (int)(colBlocks * rowBlocks);
     if (small || jobs == 1) {
-      for (int j = 0; j < jobs; j++) colBlock(j);
+      for (int j = 0; j < jobs; j++) block(j);
     } else {
-      a.st->pool.run(jobs, colBlock);
+      a.st->pool.run(jobs, block);
+    }
+    for (long c = 0; c < Cn; c++) {
+      double t = 0;
+      for (long rb = 0; rb < rowBlocks; rb++) t += part[(size_t)rb * Cn + c];
+      out[c] = (float)t;
     }
   } else {
     auto rowBlock = [&](int job) {
@@ -782,6 +793,8 @@ napi_value Info(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, o, "nr", v));
   CHECK(napi_create_int32(env, st->pool.size(), &v));
   CHECK(napi_set_named_property(env, o, "threads", v));
+  CHECK(napi_create_double(env, (double)st->pool.parallelRuns(), &v));
+  CHECK(napi_set_named_property(env, o, "parallelRuns", v));
   CHECK(napi_create_int32(env, (int)std::thread::hardware_concurrency(), &v));
   CHECK(napi_set_named_property(env, o, "hardwareThreads", v));
   return o;

@@ -30,6 +30,8 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   int size() const { return n_; }
+  // How many calls were shared out between threads (tests check that threading happened).
+  uint64_t parallelRuns() const { return runs_.load(); }
 
   void resize(int n) {
     if (n < 1) n = 1;
@@ -47,6 +49,7 @@ class Pool {
       for (int j = 0; j < jobs; j++) fn(j);
       return;
     }
+    runs_.fetch_add(1);
     {
       std::lock_guard<std::mutex> lk(m_);
       task_ = &fn;
@@ -111,6 +114,7 @@ class Pool {
   std::atomic<int> next_{0};
   std::atomic<int> busy_{0};
   std::atomic<bool> quit_{false};
+  std::atomic<uint64_t> runs_{0};
   int total_ = 0;
   const std::function<void(int)>* task_ = nullptr;
 };

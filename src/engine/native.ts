@@ -24,6 +24,8 @@ export interface NativeInfo {
   nr: number;
   threads: number;
   hardwareThreads: number;
+  /** Kernel calls shared out between threads so far. */
+  parallelRuns: number;
 }
 
 /** The addon's functions. Kernels take the wasm heap and a Float64Array of byte offsets and sizes. */
