@@ -19,15 +19,6 @@ function inputs(b: number, cfg: UnetConfig) {
   };
 }
 
-async function unetForward(name: string, cfg: UnetConfig, rows: BenchRow[]): Promise<void> {
-  const net = new ConditionalUnet1D(cfg, buildContext({ seed: 0 }));
-  const { x, c, t } = inputs(1, cfg);
-  const flops = await countFlops(() => net.forward(x, t, c));
-  const ms = timeIt(sync(() => net.forward(x, t, c)), { reps: 20, minMs: 300 });
-  rows.push({ section: 'unet', name: `forward B=1, ${name} (${(net.numParameters() / 1e6).toFixed(2)}M)`, ms, gflops: flops / ms / 1e6 });
-  net.dispose();
-}
-
 /** One optimizer step: forward, backward, Adam update. */
 function trainStep(net: ConditionalUnet1D, opt: tf.Optimizer, x: tf.Tensor, t: tf.Tensor, c: tf.Tensor): () => void {
   return () => {
@@ -181,11 +172,9 @@ async function trainStepVsCpu(rows: BenchRow[]): Promise<void> {
   rows.push({ ...tmp[0], extra: { ...tmp[0].extra, baseline: 'this row', 'speed-up': cpu / ours } });
 }
 
-export async function benchNn(rows: BenchRow[], opts: { quick: boolean }): Promise<void> {
+/** The U-Net's forward and training step are in the speed section; here the encoder and kernels. */
+export async function benchNn(rows: BenchRow[]): Promise<void> {
   await useBackend('wasm');
-  await unetForward('CPU default', CPU_DEFAULT, rows);
-  await unetForward('PushT-state', PUSHT_STATE_UNET, rows);
-  await unetTrain('CPU default', CPU_DEFAULT, 256, 3, rows);
   await encoderForward(rows);
   await kernelSpeedups(rows);
   await trainStepVsCpu(rows);

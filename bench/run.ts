@@ -1,20 +1,25 @@
 /**
- * `npm run bench [-- --quick] [-- --only SECTION]`: runs the benchmarks, prints a table and
- * writes bench/results/latest.json and latest.md (plus a dated copy of the JSON).
+ * `npm run bench [-- --quick] [-- --only SECTION] [-- --peer]`: runs the benchmarks, prints a
+ * table and writes bench/results/latest.json and latest.md (plus a dated copy of the JSON).
+ * `--peer` adds PyTorch's times (bench/peer/) to the speed section, from the same run.
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initEngine, tf } from '../src/engine/index.js';
+import { initEngine, tf, describeEngine } from '../src/engine/index.js';
 import { fmt, type BenchRow } from './harness.js';
 import { benchNn, benchBig } from './nn.js';
 import { benchTrain } from './train.js';
 import { benchDistill } from './distill.js';
 import { benchEnv } from './env.js';
 import { benchImage } from './image.js';
+import { benchSpeed } from './speed.js';
 
-const SECTIONS: Record<string, (rows: BenchRow[], opts: { quick: boolean }) => Promise<void>> = {
+type Section = (rows: BenchRow[], opts: { quick: boolean; peer: boolean }) => Promise<void | Record<string, unknown>>;
+
+const SECTIONS: Record<string, Section> = {
+  speed: benchSpeed,
   nn: benchNn,
   train: benchTrain,
   distill: benchDistill,
@@ -36,11 +41,14 @@ function table(rows: BenchRow[]): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
+  const peer = args.includes('--peer');
   const onlyIdx = args.indexOf('--only');
   // `big` runs only when asked for: it needs a fresh wasm heap.
   const only = onlyIdx >= 0 ? args[onlyIdx + 1].split(',') : Object.keys(SECTIONS).filter((k) => k !== 'big');
   const backend = await initEngine();
+  const engine = describeEngine();
   const rows: BenchRow[] = [];
+  const sectionMeta: Record<string, unknown> = {};
   // Report each result as it lands: some benchmarks take minutes on 2 cores.
   const push = rows.push.bind(rows);
   rows.push = (...items: BenchRow[]) => {
@@ -51,18 +59,25 @@ async function main(): Promise<void> {
     const section = SECTIONS[name];
     if (!section) throw new Error(`unknown bench section "${name}"; known: ${Object.keys(SECTIONS).join(', ')}`);
     process.stderr.write(`bench: ${name}...\n`);
-    await section(rows, { quick });
+    const m = await section(rows, { quick, peer });
+    if (m) sectionMeta[name] = m;
   }
   const meta = {
     date: new Date().toISOString(),
     node: process.version,
     backend,
+    engine,
     tfjs: tf.version.tfjs,
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,
     quick,
+    ...sectionMeta,
   };
-  const md = `# onedp benchmarks\n\n${meta.date}, Node ${meta.node}, backend ${backend} (tfjs ${meta.tfjs}), ${meta.cores} x ${meta.cpu}${quick ? ', quick' : ''}\n\n${table(rows)}\n`;
+  const speed = sectionMeta.speed as { peakGflops?: { cores: number; allCores: number; oneCore: number; isa: string } | null; peer?: { torch?: string; threads?: number; skipped?: string } | null } | undefined;
+  const notes: string[] = [];
+  if (speed?.peakGflops) notes.push(`fp32 peak, measured with a multiply-add loop (${speed.peakGflops.isa}): ${speed.peakGflops.oneCore.toFixed(0)} GFLOPS on one core, ${speed.peakGflops.allCores.toFixed(0)} on ${speed.peakGflops.cores}; "% of peak" is GEMM FLOPs per second against the latter.`);
+  if (speed?.peer) notes.push(speed.peer.torch ? `PyTorch ${speed.peer.torch} on ${speed.peer.threads} threads (bench/peer/), same run.` : `PyTorch: ${speed.peer.skipped}`);
+  const md = `# onedp benchmarks\n\n${meta.date}, Node ${meta.node}, ${engine} (tfjs ${meta.tfjs}), ${meta.cores} x ${meta.cpu}${quick ? ', quick' : ''}\n\n${notes.map((n) => `${n}\n`).join('')}\n${table(rows)}\n`;
   console.log(md);
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
   await fs.mkdir(dir, { recursive: true });

@@ -310,6 +310,21 @@ describeNative('native kernels', () => {
     }
   });
 
+  it('a kernel run right after the thread count changes completes (the pool cannot miss a run)', async () => {
+    await useBackend('wasm');
+    const a = tf.tensor(randArray(256 * 168, 1), [256, 168]);
+    const b = tf.tensor(randArray(168 * 512, 2), [168, 512]);
+    const ref = onThreads(1, () => tf.tidy(() => tf.matMul(a, b).dataSync() as Float32Array));
+    for (let i = 0; i < 200; i++) {
+      // New workers start while the run is already being shared out.
+      setThreads(2 + (i % 3));
+      const got = tf.tidy(() => tf.matMul(a, b).dataSync() as Float32Array);
+      if (i % 50 === 0) expect(firstBitDifference(got, ref), `round ${i}`).toBe(-1);
+    }
+    setThreads(defaultThreads());
+    tf.dispose([a, b]);
+  }, 60_000);
+
   it('convolutions, products, FiLM and sums give the same results while the wasm heap grows', async () => {
     await useBackend('cpu');
     const cases = ['FusedConv2D (conv1d k5 + bias)', 'FusedConv2D (conv2d 3x3 stride 2 + bias)', '_FusedMatMul (linear + bias)', 'GroupNorm + mish', 'FiLM with scale', 'Sum over leading axes (a bias gradient)'].map(byName);

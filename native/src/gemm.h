@@ -245,7 +245,7 @@ void gemm(Pool& pool, GemmScratch& scratch, int M, int N, int K, const AA& A, co
   const int nChunks = (K + KC - 1) / KC;
   const double flops = 2.0 * M * N * K;
   // Small products are not worth a fork-join; the result is the same either way.
-  const int threads = flops < 4e5 ? 1 : pool.size();
+  const int threads = flops < 1e6 ? 1 : pool.size();
 
   // Pack all of B: chunk c, panel p at offset (c * nPanels + p) * KC * NR.
   float* bp = scratch.packedB.get((size_t)nChunks * nPanels * KC * NR);

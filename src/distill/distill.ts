@@ -5,7 +5,7 @@
  * OneDP-D); update G through the surrogate 0.5 ||A - stopgrad(A - g)||^2.
  */
 import * as path from 'node:path';
-import { tf } from '../engine/index.js';
+import { tf, withoutTape } from '../engine/index.js';
 import { buildContext } from '../nn/module.js';
 import { stateDict } from '../nn/state_dict.js';
 import { buildPolicyModel, type DiffusionPolicy } from '../policy/diffusion_policy.js';
@@ -193,22 +193,22 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
           // 1. Score network: ordinary denoising loss on the generator's actions, gradients to
           //    psi only (the nested tape differentiates with respect to psi's weights alone).
           if (score && optS) {
-            sLoss = tf.tidy(() => {
+            sLoss = withoutTape(() => tf.tidy(() => {
               const { value: sv, grads: sg } = tf.variableGrads(() => {
                 const tb = teacher.scheduler.trainingBatch(a, rng);
                 return tb.loss(score.unet.forward(tb.input, tb.t, score.encode(obs))).mean() as tf.Scalar;
               }, scoreVars);
               optS.step(scoreVars.map((v) => sg[v.name]));
               return sv.dataSync()[0];
-            });
+            }));
             // psi's view of the observation after its update, for the generator gradient.
-            scoreCond = tf.keep(tf.tidy(() => score.encode(obs)));
+            scoreCond = withoutTape(() => tf.keep(tf.tidy(() => score.encode(obs))));
           }
           // 2. Generator: g from the teacher and psi, without their gradients.
           const ks = Array.from({ length: b }, () => (discrete ? rng.int(cfg.kMin, cfg.kMax + 1) : Math.exp(edm!.pMean + edm!.pStd * rng.normal())));
           eps = tf.keep(randn(rng, [b, horizon, actionDim], tf));
           // Kept: the forward pass runs in a tidy that would free g before the backward needs it.
-          g = tf.keep(tf.tidy(() => generatorGradient(a, eps!, ks, cond, scoreCond ?? cond)));
+          g = withoutTape(() => tf.keep(tf.tidy(() => generatorGradient(a, eps!, ks, cond, scoreCond ?? cond))));
           return injectGradient(a, g);
         }, genVars);
         optG.step(genVars.map((v) => grads[v.name]));

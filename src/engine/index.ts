@@ -12,6 +12,7 @@ import { loadNative, setThreads, getThreads, parseThreads, defaultThreads } from
 
 export { tf, installWasmKernels, uninstallWasmKernels, nativeKernelsActive, CUSTOM_KERNELS, NATIVE_KERNELS, type CustomKernelName };
 export { loadNative, setThreads, getThreads, parseThreads, defaultThreads };
+export { withoutTape } from './tape.js';
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
 

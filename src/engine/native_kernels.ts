@@ -13,7 +13,7 @@ type KernelFunc = tf.KernelFunc;
 /** The parts of the wasm backend these kernels use. */
 export interface WasmHeapBackend {
   wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): { memoryOffset: number; refCount: number } | undefined };
+  dataIdMap: { get(dataId: object): { memoryOffset: number; refCount: number } | undefined; has(dataId: object): boolean };
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
   refCount(dataId: object): number;
 }

@@ -30,7 +30,7 @@ function ensureExclusive(backend: WasmHeapBackend, v: tf.Variable): void {
 
 /** Every tensor's data is on the wasm heap (a tensor made under another backend may not be yet). */
 function onHeap(backend: WasmHeapBackend, ts: tf.Tensor[]): boolean {
-  return ts.every((t) => t.dtype === 'float32' && backend.dataIdMap.get(t.dataId) !== undefined);
+  return ts.every((t) => t.dtype === 'float32' && backend.dataIdMap.has(t.dataId));
 }
 
 export interface AdamWHyper {
