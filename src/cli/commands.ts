@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { initEngine, tf, CUSTOM_KERNELS } from '../engine/index.js';
+import { initEngine, tf, describeEngine, engineInfo, loadNative, CUSTOM_KERNELS, NATIVE_KERNELS } from '../engine/index.js';
 import { UsageError } from './errors.js';
 import { registerTrainCommands } from './train.js';
 import { registerDistillCommand } from './distill.js';
@@ -14,11 +14,16 @@ import { registerReproduceCommand } from './reproduce.js';
 export function registerCommands(program: Command): void {
   program
     .command('info')
-    .description('show the tensor backend and the kernels onedp registered')
+    .description('show the tensor engine: backend, native or wasm kernels, threads')
     .action(async () => {
       const backend = await initEngine();
-      console.log(`backend: ${backend} (tfjs ${tf.version.tfjs})`);
-      if (backend === 'wasm') console.log(`onedp wasm kernels: ${CUSTOM_KERNELS.join(', ')}`);
+      console.log(`engine: ${describeEngine()} (tfjs ${tf.version.tfjs})`);
+      if (backend === 'wasm') {
+        console.log(`onedp wasm kernels: ${CUSTOM_KERNELS.join(', ')}`);
+        const native = loadNative();
+        if (engineInfo().kernels === 'native') console.log(`native kernels (${native.detail}): ${NATIVE_KERNELS.join(', ')}`);
+        else console.log(`native kernels: not in use (${native.detail})`);
+      }
     });
   registerTrainCommands(program);
   registerDistillCommand(program);

@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { initEngine } from '../engine/index.js';
+import { parseThreadsFlag, startEngine, THREADS_OPTION } from './engine.js';
 import { collectPushT } from '../envs/collect.js';
 import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
 import { IMAGE_OBS_SPEC, policyBuffer, specKeys } from '../data/obs_spec.js';
@@ -40,6 +40,8 @@ export interface QuickstartOptions {
   distillSteps: number;
   testSeeds: number[];
   progress: 'auto' | 'bar' | 'lines' | 'none';
+  /** Native kernel threads (default: ONEDP_THREADS, else all cores). */
+  threads?: number;
 }
 
 const log = (s: string) => process.stderr.write(`[quickstart] ${s}\n`);
@@ -47,7 +49,8 @@ const log = (s: string) => process.stderr.write(`[quickstart] ${s}\n`);
 export async function quickstart(o: QuickstartOptions): Promise<{ rows: Row[]; dir: string }> {
   const dir = path.join(o.runsDir, o.name);
   await fs.mkdir(dir, { recursive: true });
-  const backend = await initEngine();
+  const { engine: backend } = await startEngine(o.threads);
+  log(`engine: ${backend}`);
   const timing: Record<string, number> = {};
   const clock = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
     const t0 = performance.now();
@@ -132,7 +135,7 @@ function renderReport(o: QuickstartOptions, rows: Row[], timing: Record<string, 
     `Demonstrations: ${info.episodes} scripted-expert episodes (${info.frames} frames, mean ${info.meanLength.toFixed(1)} steps). ` +
       (image ? `Observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position, ResNet-18 encoder of widths ${(o.encoderWidths ?? defaultVisionConfig().encoder.widths).join('/')} (${(info.encoderParams / 1e6).toFixed(2)}M parameters). ` : '') +
       `Diffusion policy: ConditionalUnet1D ${o.downDims.join('/')} (${(info.params / 1e6).toFixed(2)}M parameters), DDPM, ${o.trainSteps} steps at batch ${o.batchSize}. ` +
-      `Distillation: ${o.distillSteps} steps each at batch ${DEFAULT_DISTILL_CONFIG.batchSize}. Backend: ${info.backend}. Test seeds ${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}.`,
+      `Distillation: ${o.distillSteps} steps each at batch ${DEFAULT_DISTILL_CONFIG.batchSize}. Engine: ${info.backend}. Test seeds ${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}.`,
     '',
     ...rowsTable(rows),
     '',
@@ -159,6 +162,7 @@ export function registerQuickstartCommand(program: Command): void {
     .option('--distill-steps <n>', 'distillation steps per method (default: state 120, image 60)')
     .option('--test-seeds <A:B>', 'test seeds', '100000:100050')
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
+    .option(...THREADS_OPTION)
     .action(async (f: Record<string, string>) => {
       if (f.obs !== 'state' && f.obs !== 'image') throw new UsageError(`--obs must be state or image, got "${f.obs}"`);
       const image = f.obs === 'image';
@@ -181,6 +185,7 @@ export function registerQuickstartCommand(program: Command): void {
         distillSteps: parseIntFlag('distill-steps', dflt(f.distillSteps, '120', '60')),
         testSeeds: seeds,
         progress: f.progress as 'auto',
+        threads: parseThreadsFlag(f.threads),
       });
     });
 }

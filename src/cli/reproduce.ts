@@ -12,6 +12,7 @@
  */
 import type { Command } from 'commander';
 import { spawn } from 'node:child_process';
+import * as os from 'node:os';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { initEngine } from '../engine/index.js';
@@ -293,10 +294,13 @@ async function runSeed(o: ReproduceOptions, seed: number): Promise<void> {
 /** Runs every (training seed, teacher) pair as a child process, at most `jobs` at a time. */
 async function runSeedsInParallel(o: ReproduceOptions, argv: string[]): Promise<void> {
   const queue = o.trainSeeds.flatMap((seed) => o.teachers.map((teacher) => [seed, teacher] as const));
+  const total = queue.length;
   const runOne = (seed: number, teacher: Teacher) =>
     new Promise<void>((resolve, reject) => {
       const args = [...process.execArgv, process.argv[1], ...argv, '--train-seeds', String(seed), '--teachers', teacher, '--curve-seed', String(o.trainSeeds[0]), '--stage', 'seed', '--jobs', '1', '--progress', 'lines'];
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+      // The cores are shared out between the parallel processes unless the user chose.
+      const threads = process.env.ONEDP_THREADS || String(Math.max(1, Math.floor((os.availableParallelism?.() ?? os.cpus().length) / Math.min(o.jobs, total))));
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ONEDP_THREADS: threads } });
       child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`training seed ${seed} (${teacher} teacher) failed (exit ${code}); rerun the same command to continue`))));
     });
   const workers = Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
