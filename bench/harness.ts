@@ -43,3 +43,22 @@ export function fmt(v: number | undefined, digits = 1): string {
   if (v === undefined || !Number.isFinite(v)) return '-';
   return v >= 100 ? v.toFixed(0) : v.toFixed(digits);
 }
+
+/** One table per section, each with only the extra columns its rows have. */
+export function table(rows: BenchRow[]): string {
+  const sections = [...new Set(rows.map((r) => r.section))];
+  return sections
+    .map((section) => {
+      const rs = rows.filter((r) => r.section === section);
+      const extraKeys = [...new Set(rs.flatMap((r) => Object.keys(r.extra ?? {})))];
+      const withFlops = rs.some((r) => r.gflops !== undefined);
+      const head = ['benchmark', 'ms', ...(withFlops ? ['GFLOPS'] : []), ...extraKeys];
+      const lines = [head, head.map(() => '---')];
+      for (const r of rs) {
+        const extra = extraKeys.map((k) => (typeof r.extra?.[k] === 'number' ? fmt(r.extra[k] as number, 2) : String(r.extra?.[k] ?? '')));
+        lines.push([r.name, fmt(r.ms, 2), ...(withFlops ? [fmt(r.gflops)] : []), ...extra]);
+      }
+      return `## ${section}\n\n${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}\n`;
+    })
+    .join('\n');
+}

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine, tf, describeEngine } from '../src/engine/index.js';
-import { fmt, type BenchRow } from './harness.js';
+import { fmt, table, type BenchRow } from './harness.js';
 import { benchNn, benchBig } from './nn.js';
 import { benchTrain } from './train.js';
 import { benchDistill } from './distill.js';
@@ -27,16 +27,6 @@ const SECTIONS: Record<string, Section> = {
   image: benchImage,
   big: benchBig,
 };
-
-function table(rows: BenchRow[]): string {
-  const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
-  const head = ['section', 'benchmark', 'ms', 'GFLOPS', ...extraKeys];
-  const lines = [head, head.map(() => '---')];
-  for (const r of rows) {
-    lines.push([r.section, r.name, fmt(r.ms, 2), fmt(r.gflops), ...extraKeys.map((k) => (typeof r.extra?.[k] === 'number' ? fmt(r.extra[k] as number, 2) : String(r.extra?.[k] ?? '')))]);
-  }
-  return lines.map((l) => `| ${l.join(' | ')} |`).join('\n');
-}
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
