@@ -150,7 +150,7 @@ function renderReport(o: QuickstartOptions, rows: Row[], timing: Record<string, 
 export function registerQuickstartCommand(program: Command): void {
   program
     .command('quickstart')
-    .description('the end-to-end PushT pipeline on a small default (state: 10-14 minutes on 2 cores; image: about 30, estimated from stage costs)')
+    .description('the end-to-end PushT pipeline on a small default (state: about 2.5 minutes on 2 cores with the native kernels; image: longer)')
     .option('--obs <kind>', 'state (keypoints + agent position) or image (camera frames + agent position)', 'state')
     .option('--name <name>', 'run name under --runs (default quickstart, or quickstart-image)')
     .option('--runs <dir>', 'runs directory', 'runs')
