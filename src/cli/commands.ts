@@ -10,6 +10,7 @@ import { registerEvalCommand } from './eval.js';
 import { registerEnvCommands } from './env.js';
 import { registerQuickstartCommand } from './quickstart.js';
 import { registerReproduceCommand } from './reproduce.js';
+import { registerStudyCommand } from './study.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -32,6 +33,7 @@ export function registerCommands(program: Command): void {
   registerEnvCommands(program);
   registerQuickstartCommand(program);
   registerReproduceCommand(program);
+  registerStudyCommand(program);
 }
 
 /** Reads a JSON file, naming it in every error. */

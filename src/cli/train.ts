@@ -13,6 +13,7 @@ import { SequenceSampler } from '../data/sequence.js';
 import { UsageError, parseFloatFlag, parseIntFlag, parseIntList } from './errors.js';
 import { readJsonFile, resolvePath } from './commands.js';
 import type { SchedulerConfig } from '../diffusion/types.js';
+import { noiseKind } from '../experiments/recipe.js';
 
 interface TrainFlags {
   dataset: string;
@@ -33,9 +34,9 @@ interface TrainFlags {
   threads?: string;
 }
 
+/** `--schedule`: the training noise schedule by name (a usage error for any other). */
 export function noiseConfig(kind: string): SchedulerConfig {
-  if (kind === 'ddpm') return { kind: 'ddpm', numTrainTimesteps: 100, clipSample: true };
-  if (kind === 'edm') return { kind: 'edm', numSteps: 18, sigmaMin: 0.002, sigmaMax: 80, sigmaData: 0.5, rho: 7, pMean: -1.2, pStd: 1.2 };
+  if (kind === 'ddpm' || kind === 'edm') return noiseKind(kind);
   throw new UsageError(`--schedule must be ddpm or edm, got "${kind}"`);
 }
 

@@ -82,6 +82,11 @@ export interface TrainOptions {
   progress?: 'auto' | 'bar' | 'lines' | 'none';
   /** Called after every step; returning 'stop' ends training early (after a checkpoint). */
   onStep?: (info: StepInfo) => void | 'stop';
+  /**
+   * Called after each checkpoint is written (before older ones are pruned by the next), e.g. to
+   * evaluate the EMA weights as training goes. Its time is not part of `wallSeconds`.
+   */
+  onCheckpoint?: (info: { step: number; dir: string }) => Promise<void> | void;
   /** Test hook: runs before each step's update and may replace the loss. */
   lossHook?: (step: number, loss: tf.Scalar) => tf.Scalar;
   /** Free-form provenance stored in the checkpoint (dataset path, command line...). */
@@ -90,6 +95,8 @@ export interface TrainOptions {
 
 export interface TrainResult {
   policy: DiffusionPolicy;
+  /** Wall-clock seconds spent in `onCheckpoint`, already left out of `wallSeconds`. */
+  hookSeconds: number;
   /** EMA weights in PyTorch naming, also written to the checkpoint. */
   ema: Ema;
   step: number;
@@ -283,6 +290,16 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
   const { horizon, actionDim } = policyConfig;
   let windowStart = performance.now();
   let windowSteps = 0;
+  let hookMs = 0;
+  const checkpointAndHook = async (): Promise<void> => {
+    const dir = await writeCheckpoint();
+    if (!opts.onCheckpoint) return;
+    const t0 = performance.now();
+    await opts.onCheckpoint({ step, dir });
+    const spent = performance.now() - t0;
+    hookMs += spent;
+    windowStart += spent;
+  };
   try {
     while (step < cfg.steps) {
       const idx = batchIndices(sampler.length, cfg.batchSize, cfg.seed, step);
@@ -320,12 +337,12 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
       }
       progress.update(step, { loss: lossValue, lr, 'samples/s': sps });
       const verdict = opts.onStep?.({ step, loss: lossValue, lr, samplesPerSec: sps });
-      if (step % cfg.checkpointEvery === 0 || step === cfg.steps || verdict === 'stop') await writeCheckpoint();
+      if (step % cfg.checkpointEvery === 0 || step === cfg.steps || verdict === 'stop') await checkpointAndHook();
       if (verdict === 'stop') break;
     }
   } finally {
     progress.stop();
     opt.dispose();
   }
-  return { policy, ema, step, losses, checkpoint: lastCheckpoint, wallSeconds: (performance.now() - started) / 1000 };
+  return { policy, ema, step, losses, checkpoint: lastCheckpoint, hookSeconds: hookMs / 1000, wallSeconds: (performance.now() - started - hookMs) / 1000 };
 }
