@@ -16,11 +16,14 @@ describe('onedp quickstart and reproduce', () => {
     const runs = await tmp();
     const r = onedp(['quickstart', '--name', 'tiny', '--runs', runs, ...TINY], { timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
-    for (const m of ['DP (DDPM) | 100', 'DP (DDIM) | 10', 'DP (DDIM, 1 step) | 1', 'OneDP-D | 1', 'OneDP-S | 1']) expect(r.stdout).toContain(`| ${m} |`);
+    for (const m of ['DP (DDPM) | DDPM | 100', 'DP (DDIM) | DDPM | 10', 'DP (DDIM, 1 step) | DDPM | 1', 'OneDP-D | DDPM | 1', 'OneDP-S | DDPM | 1']) expect(r.stdout).toContain(`| ${m} |`);
     const results = JSON.parse(await fs.readFile(path.join(runs, 'tiny', 'results.json'), 'utf8'));
     expect(results.rows).toHaveLength(5);
-    expect(Object.keys(results.episodes)).toHaveLength(5);
-    expect(await fs.readFile(path.join(runs, 'tiny', 'report.md'), 'utf8')).toContain('| OneDP-S | 1 |');
+    const report = await fs.readFile(path.join(runs, 'tiny', 'report.md'), 'utf8');
+    expect(report).toContain('| OneDP-S | DDPM | 1 |');
+    // The plots it links exist and are SVG.
+    for (const m of report.matchAll(/\]\((plots\/[\w-]+\.svg)\)/g)) expect((await fs.readFile(path.join(runs, 'tiny', m[1]), 'utf8')).startsWith('<svg')).toBe(true);
+    expect([...report.matchAll(/plots\/[\w-]+\.svg/g)].length).toBeGreaterThanOrEqual(2);
   });
 
   it('quickstart --obs image runs the same pipeline on camera frames, with the encoding time in the table', async () => {
@@ -29,19 +32,19 @@ describe('onedp quickstart and reproduce', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('PushT (image)');
     expect(r.stdout).toMatch(/ResNet-18 encoder of widths 16\/32\/64\/128/);
-    for (const m of ['DP (DDPM) | 100', 'DP (DDIM) | 10', 'OneDP-D | 1', 'OneDP-S | 1']) expect(r.stdout).toContain(`| ${m} |`);
+    for (const m of ['DP (DDPM) | DDPM | 100', 'DP (DDIM) | DDPM | 10', 'OneDP-D | DDPM | 1', 'OneDP-S | DDPM | 1']) expect(r.stdout).toContain(`| ${m} |`);
     const results = JSON.parse(await fs.readFile(path.join(runs, 'tiny-image', 'results.json'), 'utf8'));
     for (const row of results.rows) expect(row.obsMs).toBeGreaterThan(0.5); // a ResNet pass, not a reshape
     // The image checkpoints work through eval and sample too.
-    const ev = onedp(['eval', '--policy', path.join(runs, 'tiny-image', 'onedp-s'), '--seeds', '100000:100002', '--max-steps', '8']);
+    const ev = onedp(['eval', '--policy', path.join(runs, 'tiny-image', 'seed-0', 'ddpm', 'onedp-s'), '--seeds', '100000:100002', '--max-steps', '8']);
     expect(ev.code, ev.stderr).toBe(0);
     const summary = JSON.parse(ev.stdout);
     expect(summary.episodes).toBe(2);
     expect(summary.latency.obsEncodingMs).toBeGreaterThan(0.5);
-    const sm = onedp(['sample', '--checkpoint', path.join(runs, 'tiny-image', 'dp'), '--dataset', path.join(runs, 'tiny-image', 'pusht.zarr'), '--sampler', 'ddim-2', '-n', '2']);
+    const sm = onedp(['sample', '--checkpoint', path.join(runs, 'tiny-image', 'seed-0', 'ddpm', 'dp'), '--dataset', path.join(runs, 'tiny-image', 'pusht.zarr'), '--sampler', 'ddim-2', '-n', '2']);
     expect(sm.code, sm.stderr).toBe(0);
     expect(JSON.parse(sm.stdout).chunks).toHaveLength(2);
-    const noImg = onedp(['sample', '--checkpoint', path.join(runs, 'tiny-image', 'dp'), '--obs', '[[0,0],[0,0]]']);
+    const noImg = onedp(['sample', '--checkpoint', path.join(runs, 'tiny-image', 'seed-0', 'ddpm', 'dp'), '--obs', '[[0,0],[0,0]]']);
     expect(noImg.stderr).toMatch(/an image policy takes its observation from --dataset/);
   });
 

@@ -40,7 +40,6 @@ export interface DistillConfig {
   kMax: number;
   tInit: number;
   sigmaInit: number;
-  checkpointEvery: number;
   /** 'cosine' decays both learning rates to 0 over the run (no warm-up); 'constant' keeps them. */
   lrSchedule: 'constant' | 'cosine';
   /**
@@ -74,7 +73,6 @@ export const DEFAULT_DISTILL_CONFIG: Omit<DistillConfig, 'method'> = {
   kMax: 95,
   tInit: ONEDP_GENERATOR_DEFAULTS.tInit,
   sigmaInit: ONEDP_GENERATOR_DEFAULTS.sigmaInit,
-  checkpointEvery: 500,
   lrSchedule: 'cosine',
   emaDecay: 0.95,
 };

@@ -1,5 +1,10 @@
-/** Recipe building blocks shared by the CLI and the experiments: the two training noise schedules. */
+/**
+ * The experiments' recipes: typed options and the presets that `onedp quickstart` and
+ * `onedp reproduce` start from. Every recipe number is written here once; the CLI maps flags onto
+ * overrides of a preset.
+ */
 import type { SchedulerConfig } from '../diffusion/types.js';
+import { DEFAULT_DISTILL_CONFIG } from '../distill/distill.js';
 
 export type NoiseKind = 'ddpm' | 'edm';
 
@@ -7,4 +12,185 @@ export type NoiseKind = 'ddpm' | 'edm';
 export function noiseKind(kind: NoiseKind): SchedulerConfig {
   if (kind === 'ddpm') return { kind: 'ddpm', numTrainTimesteps: 100, clipSample: true };
   return { kind: 'edm', numSteps: 18, sigmaMin: 0.002, sigmaMax: 80, sigmaData: 0.5, rho: 7, pMean: -1.2, pStd: 1.2 };
+}
+
+export type Experiment = 'pusht-state' | 'pusht-image';
+
+/** A row of the comparison table: which policy, sampled how. */
+export type RowSlug = 'dp-ddpm-100' | 'dp-ddim-10' | 'dp-ddim-1' | 'onedp-d' | 'onedp-s' | 'dp-edm-18' | 'dp-edm-10' | 'dp-edm-1' | 'cp-1' | 'cp-3';
+
+export interface ExperimentOptions {
+  experiment: Experiment;
+  /** Run directory. */
+  out: string;
+  /** Title of the report ("quickstart", "reproduce pusht-state", ...). */
+  title: string;
+  episodes: number;
+  trainSteps: number;
+  batchSize: number;
+  lr: number;
+  downDims: number[];
+  stepEmbed: number;
+  /** Image experiment: ResNet-18 stage widths of the encoder. */
+  encoderWidths: number[];
+  /** OneDP distillation steps and batch size. */
+  distillSteps: number;
+  distillBatchSize: number;
+  lrGenerator: number;
+  lrScore: number;
+  /** Consistency Policy distillation steps (at the pre-training batch size), learning rate, dropout. */
+  cpSteps: number;
+  cpLr: number;
+  cpDropout: number;
+  /** Learning curves of the curve seed's one-step policies: evaluate every N distillation steps (0: off). */
+  curveEvery: number;
+  /** Score against pre-training steps of the curve seed's teachers: evaluate every N steps (0: off). */
+  pretrainCurveEvery: number;
+  curveSeeds: number;
+  /** The training seed whose curves are recorded (default: the first). */
+  curveSeed?: number;
+  /** Real-time table: per-NFE costs (ms) to simulate; empty: off. */
+  realtimeNfeMs: number[];
+  /** Block moves per episode in the real-time table. */
+  perturb: number;
+  trainSeeds: number[];
+  teachers: NoiseKind[];
+  /** The table's rows (those of teachers not trained are left out). */
+  rows: RowSlug[];
+  testSeeds: number[];
+  latencyReps: number;
+  /** (training seed, teacher) pairs run as parallel processes. */
+  jobs: number;
+  progress: 'auto' | 'bar' | 'lines' | 'none';
+}
+
+export const ALL_ROWS: RowSlug[] = ['dp-ddpm-100', 'dp-ddim-10', 'dp-ddim-1', 'onedp-d', 'onedp-s', 'dp-edm-18', 'dp-edm-10', 'dp-edm-1', 'cp-1', 'cp-3'];
+
+const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+
+type Preset = Omit<ExperimentOptions, 'out' | 'progress'>;
+
+const COMMON: Pick<Preset, 'lr' | 'stepEmbed' | 'encoderWidths' | 'distillBatchSize' | 'lrGenerator' | 'lrScore' | 'cpLr' | 'cpDropout' | 'curveSeeds' | 'perturb' | 'latencyReps'> = {
+  lr: 1e-3,
+  stepEmbed: 64,
+  encoderWidths: [16, 32, 64, 128],
+  distillBatchSize: DEFAULT_DISTILL_CONFIG.batchSize,
+  lrGenerator: DEFAULT_DISTILL_CONFIG.lrGenerator,
+  lrScore: DEFAULT_DISTILL_CONFIG.lrScore,
+  cpLr: 1e-3,
+  cpDropout: 0,
+  curveSeeds: 50,
+  perturb: 1,
+  latencyReps: 30,
+};
+
+export type PresetName = 'quickstart' | 'quickstart-image' | 'pusht-state' | 'pusht-image';
+
+export const PRESETS: Record<PresetName, Preset> = {
+  /** `npm start`: one DDPM teacher and its one-step students, 50 test seeds. */
+  quickstart: {
+    ...COMMON,
+    experiment: 'pusht-state',
+    title: 'quickstart',
+    episodes: 100,
+    trainSteps: 3000,
+    batchSize: 64,
+    downDims: [32, 64],
+    distillSteps: 120,
+    cpSteps: 0,
+    curveEvery: 0,
+    pretrainCurveEvery: 0,
+    realtimeNfeMs: [],
+    trainSeeds: [0],
+    teachers: ['ddpm'],
+    rows: ['dp-ddpm-100', 'dp-ddim-10', 'dp-ddim-1', 'onedp-d', 'onedp-s'],
+    testSeeds: range(100000, 100050),
+    latencyReps: 10,
+    jobs: 1,
+  },
+  'quickstart-image': {
+    ...COMMON,
+    experiment: 'pusht-image',
+    title: 'quickstart (image)',
+    episodes: 30,
+    trainSteps: 600,
+    batchSize: 32,
+    downDims: [32, 64],
+    distillSteps: 60,
+    cpSteps: 0,
+    curveEvery: 0,
+    pretrainCurveEvery: 0,
+    realtimeNfeMs: [],
+    trainSeeds: [0],
+    teachers: ['ddpm'],
+    rows: ['dp-ddpm-100', 'dp-ddim-10', 'dp-ddim-1', 'onedp-d', 'onedp-s'],
+    testSeeds: range(100000, 100050),
+    latencyReps: 10,
+    jobs: 1,
+  },
+  /** The README's PushT-state table. */
+  'pusht-state': {
+    ...COMMON,
+    experiment: 'pusht-state',
+    title: 'reproduce pusht-state',
+    episodes: 200,
+    trainSteps: 5000,
+    batchSize: 64,
+    downDims: [32, 64],
+    distillSteps: 200,
+    cpSteps: 300,
+    curveEvery: 50,
+    pretrainCurveEvery: 0,
+    realtimeNfeMs: [3, 86],
+    trainSeeds: [0, 1],
+    teachers: ['ddpm', 'edm'],
+    rows: ALL_ROWS,
+    testSeeds: range(100000, 100100),
+    jobs: 2,
+  },
+  'pusht-image': {
+    ...COMMON,
+    experiment: 'pusht-image',
+    title: 'reproduce pusht-image',
+    episodes: 100,
+    trainSteps: 2000,
+    batchSize: 32,
+    downDims: [32, 64],
+    distillSteps: 200,
+    cpSteps: 200,
+    curveEvery: 0,
+    pretrainCurveEvery: 0,
+    realtimeNfeMs: [],
+    trainSeeds: [0],
+    teachers: ['ddpm', 'edm'],
+    rows: ALL_ROWS,
+    testSeeds: range(100000, 100100),
+    jobs: 2,
+  },
+};
+
+/** A preset with overrides, checked. */
+export function experimentOptions(preset: PresetName, over: Partial<ExperimentOptions> & { out: string }): ExperimentOptions {
+  // A copy: options are data that travels (to child processes, into results.json).
+  const o: ExperimentOptions = structuredClone({ progress: 'auto' as const, ...PRESETS[preset], ...over });
+  validateExperiment(o);
+  return o;
+}
+
+export function validateExperiment(o: ExperimentOptions): void {
+  const posInt = (v: number, name: string, min = 1) => {
+    if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
+  };
+  posInt(o.episodes, 'episodes');
+  posInt(o.trainSteps, 'trainSteps');
+  posInt(o.batchSize, 'batchSize');
+  posInt(o.distillSteps, 'distillSteps');
+  posInt(o.cpSteps, 'cpSteps', 0);
+  posInt(o.jobs, 'jobs');
+  if (o.trainSeeds.length === 0) throw new Error('trainSeeds must not be empty');
+  if (o.teachers.length === 0) throw new Error('teachers must not be empty');
+  if (o.testSeeds.length === 0) throw new Error('testSeeds must not be empty');
+  if (o.curveSeed !== undefined && !o.trainSeeds.includes(o.curveSeed)) throw new Error(`curveSeed ${o.curveSeed} is not one of the training seeds ${o.trainSeeds.join(', ')}`);
+  if (![0, 1, 2].includes(o.perturb)) throw new Error(`perturb must be 0, 1 or 2, got ${o.perturb}`);
+  if (o.teachers.includes('edm') && o.rows.some((r) => r.startsWith('cp')) && o.cpSteps < 1) throw new Error('the Consistency Policy rows need cpSteps >= 1');
 }
