@@ -143,6 +143,22 @@ export function ctmJump(unet: ConditionalUnet1D, edm: EDMScheduler, x: tf.Tensor
   return blend(x, ctmDenoise(unet, edm, x, cond, t, s), t, s);
 }
 
+/**
+ * One Heun step of the probability-flow ODE dx/dt = (x - D(x, t)) / t from t to u per row, with
+ * the EDM-preconditioned denoiser of `net`; an Euler step where u = 0 (as the EDM sampler ends).
+ * The CTM target runs it on the teacher.
+ */
+export function teacherOdeStep(edm: EDMScheduler, net: NetworkFn, x: tf.Tensor, t: number[], u: number[], sigmaMin: number): tf.Tensor {
+  const h = column(u.map((v, i) => v - t[i]), x.rank);
+  const d = x.sub(edm.denoise(net, x, t)).div(column(t, x.rank));
+  const xe = x.add(d.mul(h));
+  const uSafe = u.map((v) => Math.max(v, sigmaMin));
+  const d2 = xe.sub(edm.denoise(net, xe, uSafe)).div(column(uSafe, x.rank));
+  const heun = x.add(d.add(d2).mul(h).mul(0.5));
+  const isHeun = column(u.map((v) => (v > 0 ? 1 : 0)), x.rank);
+  return heun.mul(isHeun).add(xe.mul(isHeun.neg().add(1)));
+}
+
 /** The U-Net of a CP student for a policy configuration. */
 export function studentUnetConfig(config: DiffusionPolicyConfig, dropout: number): UnetConfig {
   return { ...config.unet, inputDim: config.actionDim, globalCondDim: condDim(config), extraTimeInputs: 1, dropout };
@@ -314,18 +330,8 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
     });
   };
 
-  /** One teacher Heun step from t to u per row (Euler where u = 0, as the EDM sampler ends). */
-  const teacherStep = (x: tf.Tensor, cond: tf.Tensor, t: number[], u: number[]): tf.Tensor => {
-    const net: NetworkFn = (xin, tin) => teacher.unet.forward(xin, tin, cond);
-    const h = column(u.map((v, i) => v - t[i]), x.rank);
-    const d = x.sub(teacherEdm.denoise(net, x, t)).div(column(t, x.rank));
-    const xe = x.add(d.mul(h));
-    const uSafe = u.map((v) => Math.max(v, sampling.sigmaMin));
-    const d2 = xe.sub(teacherEdm.denoise(net, xe, uSafe)).div(column(uSafe, x.rank));
-    const heun = x.add(d.add(d2).mul(h).mul(0.5));
-    const isHeun = column(u.map((v) => (v > 0 ? 1 : 0)), x.rank);
-    return heun.mul(isHeun).add(xe.mul(isHeun.neg().add(1)));
-  };
+  const teacherStep = (x: tf.Tensor, cond: tf.Tensor, t: number[], u: number[]): tf.Tensor =>
+    teacherOdeStep(teacherEdm, (xin, tin) => teacher.unet.forward(xin, tin, cond), x, t, u, sampling.sigmaMin);
 
   const progress = makeProgress(opts.progress ?? 'auto');
   progress.start(cfg.steps, 0, 'cp');

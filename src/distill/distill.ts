@@ -40,6 +40,16 @@ export interface DistillConfig {
   kMax: number;
   tInit: number;
   sigmaInit: number;
+  /**
+   * The KL's weighting over noise levels. 'spec': the spec's w(k) = sigma_k^2 (DDPM epsilon form
+   * g = sigma_k (eps_phi - eps_psi); EDM x0 form). 'x0': the x0 form for DDPM too,
+   * g = (x0_psi - x0_phi)(A_k), i.e. the epsilon form over sqrt(abar_k), which weights high noise
+   * levels (the chunk's global shape) more. 'dmd': the x0 form divided per sample by
+   * mean |A - x0_phi(A_k)| (DMD's normalisation), so every sample moves at a similar rate.
+   */
+  weighting: 'spec' | 'x0' | 'dmd';
+  /** OneDP-S: score-network updates per generator update (DMD2's two time-scale rule uses 5). */
+  scoreUpdates: number;
   /** 'cosine' decays both learning rates to 0 over the run (no warm-up); 'constant' keeps them. */
   lrSchedule: 'constant' | 'cosine';
   /**
@@ -75,6 +85,8 @@ export const DEFAULT_DISTILL_CONFIG: Omit<DistillConfig, 'method'> = {
   sigmaInit: ONEDP_GENERATOR_DEFAULTS.sigmaInit,
   lrSchedule: 'cosine',
   emaDecay: 0.95,
+  weighting: 'spec',
+  scoreUpdates: 1,
 };
 
 /**
@@ -99,7 +111,8 @@ export interface DistillRunOptions {
 
 export interface DistillOptions extends DistillRunOptions {
   config: Partial<DistillConfig> & { method: OneDpMethod };
-  onStep?: (info: { step: number; generatorLoss: number; scoreLoss: number }) => void;
+  /** After each step, with the learning rates that step used. */
+  onStep?: (info: { step: number; generatorLoss: number; scoreLoss: number; lrGenerator: number; lrScore: number | null }) => void;
 }
 
 export interface DistillResult {
@@ -110,8 +123,55 @@ export interface DistillResult {
   wallSeconds: number;
 }
 
+/** The schedule and weighting the generator gradient is computed with. */
+export interface GradientSetup {
+  /** DDPM teachers. */
+  discrete: DiscreteSchedule | null;
+  /** EDM teachers. */
+  edm: EDMScheduler | null;
+  weighting: DistillConfig['weighting'];
+}
+
+/**
+ * g per element of A (spec section 5): `teacher` and `score` are the networks' raw outputs as
+ * functions of (x, t) (epsilon for DDPM, F for EDM, which `edm.denoise` preconditions); `score`
+ * null is OneDP-D, which uses the true noise (DDPM) or A itself (EDM) in its place.
+ * DDPM: diffuses A_k = sqrt(abar_k) A + sigma_k eps; EDM: A_k = A + k eps with k the noise level.
+ */
+export function generatorGradient(s: GradientSetup, a: tf.Tensor, eps: tf.Tensor, ks: number[], teacher: NetworkFn, score: NetworkFn | null): tf.Tensor {
+  const b = a.shape[0];
+  const bshape = [b, 1, 1];
+  if (s.discrete) {
+    const d = s.discrete;
+    const sig = tf.tensor(Float32Array.from(ks, (k) => d.sigma(k)), bshape);
+    const ak = d.addNoise(a, eps, ks);
+    const t = tf.tensor1d(ks, 'float32');
+    const epsPhi = teacher(ak, t);
+    const other = score ? score(ak, t) : eps;
+    const g = sig.mul(epsPhi.sub(other));
+    if (s.weighting === 'spec') return g;
+    // x0_psi - x0_phi = sigma_k / sqrt(abar_k) (eps_phi - eps_psi).
+    const rootAbar = tf.tensor(Float32Array.from(ks, (k) => Math.sqrt(d.alphaBar[k])), bshape);
+    const gx0 = g.div(rootAbar);
+    if (s.weighting === 'x0') return gx0;
+    return normalisePerSample(gx0, a, ak.sub(sig.mul(epsPhi)).div(rootAbar));
+  }
+  if (!s.edm) throw new Error('generatorGradient: needs a DDPM or an EDM schedule');
+  const edm = s.edm;
+  const sig = tf.tensor(Float32Array.from(ks), bshape);
+  const ak = a.add(eps.mul(sig));
+  const dPhi = edm.denoise(teacher, ak, ks);
+  const g = score ? edm.denoise(score, ak, ks).sub(dPhi) : a.sub(dPhi);
+  return s.weighting === 'dmd' ? normalisePerSample(g, a, dPhi) : g;
+}
+
+/** DMD: g / mean |A - x0_phi(A_k)| per sample (a constant to the generator's gradient). */
+function normalisePerSample(g: tf.Tensor, a: tf.Tensor, x0Phi: tf.Tensor): tf.Tensor {
+  return g.div(a.sub(x0Phi).abs().mean([1, 2], true).add(1e-4));
+}
+
 /** The gradient g injected at A: the surrogate's value is 0.5 mean_b ||g||^2. */
-function injectGradient(a: tf.Tensor, g: tf.Tensor): tf.Scalar {
+export function injectGradient(a: tf.Tensor, g: tf.Tensor): tf.Scalar {
   const b = a.shape[0];
   const f = tf.customGrad(((x: tf.Tensor) => ({
     value: g.square().sum().mul(0.5 / b) as tf.Scalar,
@@ -155,6 +215,8 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
 
   const discrete = pc.noise.kind === 'ddpm' ? new DiscreteSchedule(pc.noise) : null;
   const edm = pc.noise.kind === 'edm' ? new EDMScheduler(pc.noise) : null;
+  if (!Number.isInteger(cfg.scoreUpdates) || cfg.scoreUpdates < 1) throw new Error(`distill: scoreUpdates must be a positive integer, got ${cfg.scoreUpdates}`);
+  if (!['spec', 'x0', 'dmd'].includes(cfg.weighting)) throw new Error(`distill: weighting must be spec, x0 or dmd, got ${JSON.stringify(cfg.weighting)}`);
   if (discrete && (cfg.kMin < 0 || cfg.kMax >= discrete.numTrainTimesteps || cfg.kMin > cfg.kMax)) {
     throw new Error(`distill: kMin..kMax (${cfg.kMin}..${cfg.kMax}) must lie in 0..${discrete.numTrainTimesteps - 1}`);
   }
@@ -191,14 +253,17 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
           // 1. Score network: ordinary denoising loss on the generator's actions, gradients to
           //    psi only (the nested tape differentiates with respect to psi's weights alone).
           if (score && optS) {
-            sLoss = withoutTape(() => tf.tidy(() => {
-              const { value: sv, grads: sg } = tf.variableGrads(() => {
-                const tb = teacher.scheduler.trainingBatch(a, rng);
-                return tb.loss(score.unet.forward(tb.input, tb.t, score.encode(obs))).mean() as tf.Scalar;
-              }, scoreVars);
-              optS.step(scoreVars.map((v) => sg[v.name]));
-              return sv.dataSync()[0];
-            }));
+            // Several updates on the same actions with fresh noise, when asked (two time-scale).
+            for (let u = 0; u < cfg.scoreUpdates; u++) {
+              sLoss = withoutTape(() => tf.tidy(() => {
+                const { value: sv, grads: sg } = tf.variableGrads(() => {
+                  const tb = teacher.scheduler.trainingBatch(a, rng);
+                  return tb.loss(score.unet.forward(tb.input, tb.t, score.encode(obs))).mean() as tf.Scalar;
+                }, scoreVars);
+                optS.step(scoreVars.map((v) => sg[v.name]));
+                return sv.dataSync()[0];
+              }));
+            }
             // psi's view of the observation after its update, for the generator gradient.
             scoreCond = withoutTape(() => tf.keep(tf.tidy(() => score.encode(obs))));
           }
@@ -206,7 +271,10 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
           const ks = Array.from({ length: b }, () => (discrete ? rng.int(cfg.kMin, cfg.kMax + 1) : Math.exp(edm!.pMean + edm!.pStd * rng.normal())));
           eps = tf.keep(randn(rng, [b, horizon, actionDim], tf));
           // Kept: the forward pass runs in a tidy that would free g before the backward needs it.
-          g = withoutTape(() => tf.keep(tf.tidy(() => generatorGradient(a, eps!, ks, cond, scoreCond ?? cond))));
+          const condS = scoreCond ?? cond;
+          const teacherNet: NetworkFn = (x, t) => teacher.unet.forward(x, t, cond);
+          const scoreNet: NetworkFn | null = score ? (x, t) => score.unet.forward(x, t, condS) : null;
+          g = withoutTape(() => tf.keep(tf.tidy(() => generatorGradient({ discrete, edm, weighting: cfg.weighting }, a, eps!, ks, teacherNet, scoreNet))));
           return injectGradient(a, g);
         }, genVars);
         optG.step(genVars.map((v) => grads[v.name]));
@@ -221,7 +289,7 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
       genLosses.push(gLoss);
       scoreLosses.push(sLoss);
       progress.update(step + 1, isS ? { 'gen loss': gLoss, 'score loss': sLoss } : { 'gen loss': gLoss });
-      opts.onStep?.({ step: step + 1, generatorLoss: gLoss, scoreLoss: sLoss });
+      opts.onStep?.({ step: step + 1, generatorLoss: gLoss, scoreLoss: sLoss, lrGenerator: optG.lr, lrScore: optS ? optS.lr : null });
       if (opts.onSnapshot && opts.snapshotEvery && (step + 1) % opts.snapshotEvery === 0) await withAveraged(() => opts.onSnapshot!(step + 1, policy));
     }
     // The policy keeps the averaged weights.
@@ -231,26 +299,6 @@ export async function distillOneDp(opts: DistillOptions): Promise<DistillResult>
     optG.dispose();
     optS?.dispose();
     ema?.dispose();
-  }
-
-  /** g per element of A (see the spec): epsilon form for DDPM, x0 form for EDM. */
-  function generatorGradient(a: tf.Tensor, eps: tf.Tensor, ks: number[], condT: tf.Tensor, condS: tf.Tensor): tf.Tensor {
-    const b = a.shape[0];
-    const bshape = [b, 1, 1];
-    const teacherNet: NetworkFn = (x, t) => teacher.unet.forward(x, t, condT);
-    if (discrete) {
-      const sig = tf.tensor(Float32Array.from(ks, (k) => discrete.sigma(k)), bshape);
-      const ak = discrete.addNoise(a, eps, ks);
-      const t = tf.tensor1d(ks, 'float32');
-      const epsPhi = teacherNet(ak, t);
-      const other = score ? score.unet.forward(ak, t, condS) : eps;
-      return sig.mul(epsPhi.sub(other));
-    }
-    const sig = tf.tensor(Float32Array.from(ks), bshape);
-    const ak = a.add(eps.mul(sig));
-    const dPhi = edm!.denoise(teacherNet, ak, ks);
-    if (score) return edm!.denoise((x, t) => score.unet.forward(x, t, condS), ak, ks).sub(dPhi);
-    return a.sub(dPhi);
   }
 
   const ckDir = path.join(opts.outDir, 'checkpoints');
