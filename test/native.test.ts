@@ -191,6 +191,20 @@ const opCases: OpCase[] = [
     scale: 12,
   },
   {
+    name: 'MaxPool 3x3 stride 2 pad 1 (the encoder stem) and its gradient',
+    shapes: [[2, 9, 10, 5]],
+    op: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 1),
+    ref: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 1),
+    kernels: ['MaxPoolGrad'],
+  },
+  {
+    name: 'Conv2D 7x7 stride 2 on 3 channels (the encoder stem; whole filter rows packed at once)',
+    shapes: [[2, 21, 19, 3], [7, 7, 3, 8]],
+    op: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, pad2(3)),
+    ref: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, pad2(3)),
+    kernels: ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'],
+  },
+  {
     name: 'Sum over leading axes (a bias gradient)',
     shapes: [[6, 7, 13]],
     op: (x) => x.sum([0, 1]),

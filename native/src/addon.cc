@@ -590,6 +590,51 @@ napi_value GroupNormBackward(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- max pooling's gradient ----
+
+// args: x, dy, dx, B, H, W, C, kh, kw, sh, sw, pt, pl, Ho, Wo.
+// dx gets each dy at the position of its window's maximum (the first one in row-major window
+// order on ties, as tfjs' cpu kernel); windows overlap, so images are the unit of work.
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, 15, a)) return nullptr;
+  const float* x = a.f(0);
+  const float* dy = a.f(1);
+  float* dx = a.f(2);
+  const int B = a.i(3), H = a.i(4), W = a.i(5), C = a.i(6), kh = a.i(7), kw = a.i(8), sh = a.i(9), sw = a.i(10), pt = a.i(11), pl = a.i(12), Ho = a.i(13), Wo = a.i(14);
+  auto one = [&](int b) {
+    const float* xb = x + (long)b * H * W * C;
+    float* db = dx + (long)b * H * W * C;
+    std::memset(db, 0, sizeof(float) * (size_t)H * W * C);
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++)
+        for (int c = 0; c < C; c++) {
+          float best = -INFINITY;
+          long at = -1;
+          for (int i = 0; i < kh; i++) {
+            const int ih = oh * sh - pt + i;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < kw; j++) {
+              const int iw = ow * sw - pl + j;
+              if (iw < 0 || iw >= W) continue;
+              const long p = ((long)ih * W + iw) * C + c;
+              if (xb[p] > best) {
+                best = xb[p];
+                at = p;
+              }
+            }
+          }
+          if (at >= 0) db[at] += dy[(((long)b * Ho + oh) * Wo + ow) * C + c];
+        }
+  };
+  if ((long)B * Ho * Wo * C < 16384) {
+    for (int b = 0; b < B; b++) one(b);
+  } else {
+    a.st->pool.run(B, one);
+  }
+  return nullptr;
+}
+
 // ---- elementwise activation ----
 
 // args: x, y, n, act, dy (-1: forward).  Forward: y = act(x). Backward: y = dy act'(x).
@@ -820,6 +865,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"sum", SumAxes},
       {"film", FilmForward},
       {"activation", Activation},
+      {"maxPoolGrad", MaxPoolGrad},
       {"filmGrad", FilmBackward},
       {"groupNorm", GroupNormForward},
       {"groupNormGrad", GroupNormBackward},

@@ -156,23 +156,36 @@ struct Im2colA {
   void pack(float* dst, int m0, int mr, int k0, int kc) const {
     if (mr < MR) std::memset(dst, 0, sizeof(float) * MR * kc);
     const int T = g.taps();
+    const int rowLen = g.kw * g.Ci;
     for (int i = 0; i < mr; i++) {
       const int m = m0 + i;
       const int b = m / (g.Ho * g.Wo);
       const int r = m % (g.Ho * g.Wo);
       const int oh = r / g.Wo, ow = r % g.Wo;
+      const int iw0 = ow * g.sw - g.pw;
+      // Unflipped, a whole filter row (kw taps x Ci) is contiguous both in K and in x when it
+      // lies inside the image: one run instead of kw (the first ResNet layer has Ci = 3).
+      const bool rowsInside = !flip && iw0 >= 0 && iw0 + g.kw <= g.W;
       int k = k0;
       while (k < k0 + kc) {
         int tap = k / g.Ci, ci = k % g.Ci;
-        const int run = std::min(g.Ci - ci, k0 + kc - k);
         const int t = flip ? T - 1 - tap : tap;
         const int ih = oh * g.sh - g.ph + t / g.kw;
-        const int iw = ow * g.sw - g.pw + t % g.kw;
         float* d = dst + (k - k0) * MR + i;
-        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+        int run;
+        const float* s;
+        if (rowsInside) {
+          const int within = k % rowLen;
+          run = std::min(rowLen - within, k0 + kc - k);
+          s = (ih < 0 || ih >= g.H) ? nullptr : x + (((long)b * g.H + ih) * g.W + iw0) * g.Ci + within;
+        } else {
+          run = std::min(g.Ci - ci, k0 + kc - k);
+          const int iw = iw0 + t % g.kw;
+          s = (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) ? nullptr : x + (((long)b * g.H + ih) * g.W + iw) * g.Ci + ci;
+        }
+        if (!s) {
           for (int q = 0; q < run; q++) d[q * MR] = 0.f;
         } else {
-          const float* s = x + (((long)b * g.H + ih) * g.W + iw) * g.Ci + ci;
           for (int q = 0; q < run; q++) d[q * MR] = s[q];
         }
         k += run;
@@ -187,24 +200,34 @@ struct Im2colTA {
   ConvGeom g;
   void pack(float* dst, int m0, int mr, int k0, int kc) const {
     if (mr < MR) std::memset(dst, 0, sizeof(float) * MR * kc);
+    const int rowLen = g.kw * g.Ci;
     for (int k = 0; k < kc; k++) {
       const int pos = k0 + k;
       const int b = pos / (g.Ho * g.Wo);
       const int r = pos % (g.Ho * g.Wo);
       const int oh = r / g.Wo, ow = r % g.Wo;
+      const int iw0 = ow * g.sw - g.pw;
+      const bool rowsInside = iw0 >= 0 && iw0 + g.kw <= g.W;
       float* d = dst + k * MR;
       int i = 0;
       while (i < mr) {
         const int m = m0 + i;
         const int tap = m / g.Ci, ci = m % g.Ci;
-        const int run = std::min(g.Ci - ci, mr - i);
         const int ih = oh * g.sh - g.ph + tap / g.kw;
-        const int iw = ow * g.sw - g.pw + tap % g.kw;
-        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
-          std::memset(d + i, 0, sizeof(float) * run);
+        int run;
+        const float* s;
+        if (rowsInside) {
+          // As in Im2colA: a filter row's kw x Ci values are contiguous in x.
+          const int within = m % rowLen;
+          run = std::min(rowLen - within, mr - i);
+          s = (ih < 0 || ih >= g.H) ? nullptr : x + (((long)b * g.H + ih) * g.W + iw0) * g.Ci + within;
         } else {
-          std::memcpy(d + i, x + (((long)b * g.H + ih) * g.W + iw) * g.Ci + ci, sizeof(float) * run);
+          run = std::min(g.Ci - ci, mr - i);
+          const int iw = iw0 + tap % g.kw;
+          s = (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) ? nullptr : x + (((long)b * g.H + ih) * g.W + iw) * g.Ci + ci;
         }
+        if (!s) std::memset(d + i, 0, sizeof(float) * run);
+        else std::memcpy(d + i, s, sizeof(float) * run);
         i += run;
       }
     }

@@ -276,6 +276,7 @@ export const NATIVE_KERNELS = [
   'BatchMatMul',
   '_FusedMatMul',
   'Sum',
+  'MaxPoolGrad',
   GROUP_NORM_KERNEL,
   GROUP_NORM_GRAD_KERNEL,
   FILM_KERNEL,
@@ -339,6 +340,7 @@ export function installWasmKernels(which: readonly CustomKernelName[] = CUSTOM_K
       BatchMatMul: current('BatchMatMul'),
       _FusedMatMul: current('_FusedMatMul'),
       Sum: current('Sum'),
+      MaxPoolGrad: current('MaxPoolGrad'),
     });
     for (const name of NATIVE_KERNELS) replaceKernel(name, native[name]);
     nativeInstalled = true;

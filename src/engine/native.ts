@@ -38,6 +38,7 @@ export interface NativeAddon {
   film(heap: Uint8Array, args: Float64Array): void;
   filmGrad(heap: Uint8Array, args: Float64Array): void;
   activation(heap: Uint8Array, args: Float64Array): void;
+  maxPoolGrad(heap: Uint8Array, args: Float64Array): void;
   groupNorm(heap: Uint8Array, args: Float64Array): void;
   groupNormGrad(heap: Uint8Array, args: Float64Array): void;
   adamw(heap: Uint8Array, args: Float64Array): void;

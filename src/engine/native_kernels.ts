@@ -268,7 +268,24 @@ function mishBackward(addon: NativeAddon): KernelFunc {
   };
 }
 
-export type NativeFallbacks = Record<'Conv2D' | 'FusedConv2D' | 'Conv2DBackpropFilter' | 'Conv2DBackpropInput' | 'BatchMatMul' | '_FusedMatMul' | 'Sum', KernelFunc>;
+/** The wasm backend's MaxPoolGrad loops element by element; the encoder's first pool was a seventh of an image step. */
+function maxPoolGrad(addon: NativeAddon, fallback: KernelFunc): KernelFunc {
+  return (args) => {
+    const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo; output: TensorInfo };
+    const a = args.attrs as unknown as { filterSize: number | [number, number]; strides: number | [number, number]; pad: unknown; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+    if (!allFloat(dy, input) || input.shape.length !== 4) return fallback(args);
+    const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad as 'valid', a.dimRoundingMode);
+    const backend = args.backend as unknown as WasmHeapBackend;
+    const dx = backend.makeOutput([...input.shape], 'float32');
+    addon.maxPoolGrad(
+      backend.wasm.HEAPU8,
+      argsOf([offsetOf(backend, input), offsetOf(backend, dy), offsetOf(backend, dx), info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, info.outHeight, info.outWidth]),
+    );
+    return dx;
+  };
+}
+
+export type NativeFallbacks = Record<'Conv2D' | 'FusedConv2D' | 'Conv2DBackpropFilter' | 'Conv2DBackpropInput' | 'BatchMatMul' | '_FusedMatMul' | 'Sum' | 'MaxPoolGrad', KernelFunc>;
 
 /** The native implementations, each falling back to the kernel it replaces where needed. */
 export function nativeKernels(addon: NativeAddon, fallbacks: NativeFallbacks): Record<string, KernelFunc> {
@@ -280,6 +297,7 @@ export function nativeKernels(addon: NativeAddon, fallbacks: NativeFallbacks): R
     BatchMatMul: batchMatMul(addon, fallbacks.BatchMatMul),
     _FusedMatMul: batchMatMul(addon, fallbacks._FusedMatMul),
     Sum: sum(addon, fallbacks.Sum),
+    MaxPoolGrad: maxPoolGrad(addon, fallbacks.MaxPoolGrad),
     OnedpGroupNorm: groupNormForward(addon),
     OnedpGroupNormGrad: groupNormBackward(addon),
     OnedpFilm: filmForward(addon),
