@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { onedp } from './helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { onedp, onedpAsync } from './helpers/cli.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
 
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-pipeline-'));
 const TINY = ['--episodes', '2', '--train-steps', '6', '--distill-steps', '2', '--down-dims', '16,32', '--test-seeds', '100000:100002', '--progress', 'none'];
@@ -76,6 +78,35 @@ describe('onedp quickstart and reproduce', () => {
     expect(await fs.readFile(path.join(out, 'seed-0', 'ddpm', 'timing.json'), 'utf8')).toBe(timing);
     const results = JSON.parse(await fs.readFile(path.join(out, 'results.json'), 'utf8'));
     expect(results.rows.map((x: { method: string }) => x.method)).toEqual(['DP (DDPM)', 'DP (DDIM)', 'DP (DDIM, 1 step)', 'OneDP-D', 'OneDP-S']);
+  });
+
+  it('a seed process that is killed stops the run with a clear error, keeps its checkpoint, and a rerun continues', async () => {
+    const out = path.join(await tmp(), 'rep');
+    // 1000 steps: the trainer checkpoints at step 500 and at the end, so the kill comes mid-training.
+    const args = ['reproduce', 'pusht-state', '--out', out, '--teachers', 'ddpm', '--train-seeds', '0,1', '--jobs', '2', '--latency-reps', '1', ...TINY, '--train-steps', '1000', '--batch-size', '4', '--pretrain-curve-every', '0', '--curve-every', '0', '--realtime-nfe-ms', ''];
+    const cli = onedpAsync(args);
+    let stderr = '';
+    cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => cli.once('exit', (code) => r(code)));
+    const latest = path.join(out, 'seed-0', 'ddpm', 'dp', 'checkpoints', 'latest.json');
+    const options = path.join(out, 'options.json');
+    const workers = (seed: number) => spawnSync('pgrep', ['-f', `${options} ${seed} ddpm`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).map(Number);
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline && !(await fs.access(latest).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 50));
+    const [victim] = workers(0);
+    expect(victim, stderr).toBeGreaterThan(0);
+    process.kill(victim, 'SIGKILL');
+    expect(await exited).not.toBe(0);
+    expect(stderr).toMatch(/training seed 0 \(ddpm teacher\) was killed \(SIGKILL\); its last checkpoint is kept: rerun the same command to continue/);
+    // The sibling was stopped with the run, not left training on its own.
+    expect(workers(1)).toEqual([]);
+    const kept = await loadCheckpoint(path.join(out, 'seed-0', 'ddpm', 'dp', 'checkpoints'));
+    expect(Number(kept.meta.step)).toBeGreaterThanOrEqual(500);
+    const again = onedp(args, { timeoutMs: 300_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/seed 0 ddpm: pre-training resumes at step 500 of 1000/);
+    expect(Number((await loadCheckpoint(path.join(out, 'seed-0', 'ddpm', 'dp', 'checkpoints'))).meta.step)).toBe(1000);
+    expect(JSON.parse(await fs.readFile(path.join(out, 'results.json'), 'utf8')).rows).toHaveLength(5);
   });
 
   it('reproduce rejects unknown experiments, stages and teachers', () => {

@@ -1,12 +1,11 @@
 /** `onedp study <grid>`: a recipe study (src/experiments/studies.ts), resumable, with plots. */
 import type { Command } from 'commander';
-import { spawn } from 'node:child_process';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { STUDIES, studyConfigs } from '../experiments/studies.js';
 import { runStudyConfig, studyDataset, type StudyCurve } from '../experiments/study.js';
 import { renderStudyReport } from '../experiments/study_report.js';
+import { runInProcesses } from '../experiments/processes.js';
 import { parseSeedRange } from '../eval/harness.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import { UsageError, parseIntFlag } from './errors.js';
@@ -67,17 +66,8 @@ export function registerStudyCommand(program: Command): void {
           // Demonstrations first, once per count, so parallel children never write the same dataset.
           for (const episodes of new Set(names.map((n) => all.find((c) => c.name === n)!.episodes))) await studyDataset(root, episodes);
           // One child per configuration, `jobs` at a time, the cores shared out between them.
-          const threads = process.env.ONEDP_THREADS || String(Math.max(1, Math.floor((os.availableParallelism?.() ?? os.cpus().length) / Math.min(jobs, names.length))));
-          const queue = [...names];
-          const runOne = (name: string) =>
-            new Promise<void>((resolve, reject) => {
-              const args = [...process.execArgv, process.argv[1], 'study', grid, '--out', root, '--only', name, '--jobs', '1', '--test-seeds', f.testSeeds, '--progress', f.progress];
-              const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ONEDP_THREADS: threads } });
-              child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`configuration ${name} failed (exit ${code}); rerun the same command to continue`))));
-            });
-          await Promise.all(Array.from({ length: Math.min(jobs, names.length) }, async () => {
-            for (let n = queue.shift(); n !== undefined; n = queue.shift()) await runOne(n);
-          }));
+          const child = (name: string) => [...process.execArgv, process.argv[1], 'study', grid, '--out', root, '--only', name, '--jobs', '1', '--test-seeds', f.testSeeds, '--progress', f.progress];
+          await runInProcesses(names.map((name) => ({ label: `configuration ${name}`, args: child(name) })), jobs);
         } else {
           const { engine } = await startEngine();
           for (const name of names) {

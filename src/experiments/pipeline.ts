@@ -10,8 +10,6 @@
  * attempt at a stage is timed separately (`timing.json`). (Training seed, teacher) pairs can run
  * as parallel processes (`jobs`), the cores shared out between them.
  */
-import { spawn } from 'node:child_process';
-import * as os from 'node:os';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +31,7 @@ import { evaluatePushT, pushtLatency } from '../eval/pusht.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import type { Policy } from '../policy/types.js';
 import { describeEngine } from '../engine/index.js';
+import { runInProcesses } from './processes.js';
 import { noiseKind, validateExperiment, type ExperimentOptions, type NoiseKind, type RowSlug } from './recipe.js';
 
 const log = (s: string) => process.stderr.write(`[experiment] ${s}\n`);
@@ -189,8 +188,9 @@ function curveRecorder(o: ExperimentOptions, seed: number, label: string, kind: 
 /** Pre-trains the teacher unless its checkpoint has the steps; true when it trained. */
 async function pretrainStage(o: ExperimentOptions, seed: number, teacher: NoiseKind, buffer: ReplayBuffer, dir: string): Promise<boolean> {
   const dpDir = path.join(dir, 'dp');
-  if ((await checkpointStep(dpDir)) >= o.trainSteps) return false;
-  log(`seed ${seed} ${teacher}: pre-training ${o.trainSteps} steps`);
+  const have = await checkpointStep(dpDir);
+  if (have >= o.trainSteps) return false;
+  log(have > 0 ? `seed ${seed} ${teacher}: pre-training resumes at step ${have} of ${o.trainSteps}` : `seed ${seed} ${teacher}: pre-training ${o.trainSteps} steps`);
   const image = o.experiment === 'pusht-image';
   const policyConfig = defaultPolicyConfig(image ? 2 : 20, 2, {
     unet: { diffusionStepEmbedDim: o.stepEmbed, downDims: o.downDims, kernelSize: 5, nGroups: 8, condPredictScale: true },
@@ -299,23 +299,12 @@ function workerEntry(): string {
 
 /** Runs every (training seed, teacher) pair as a child process, at most `jobs` at a time. */
 async function runPairsInParallel(o: ExperimentOptions): Promise<void> {
-  const queue = o.trainSeeds.flatMap((seed) => o.teachers.map((teacher) => [seed, teacher] as const));
-  const slots = Math.min(o.jobs, queue.length);
   const optionsFile = path.join(o.out, 'options.json');
   await writeFileAtomic(optionsFile, JSON.stringify(o, null, 1));
-  // The cores are shared out between the processes unless the user chose a thread count.
-  const threads = process.env.ONEDP_THREADS || String(Math.max(1, Math.floor((os.availableParallelism?.() ?? os.cpus().length) / slots)));
-  const runOne = (seed: number, teacher: NoiseKind) =>
-    new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [...process.execArgv, workerEntry(), optionsFile, String(seed), teacher], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ONEDP_THREADS: threads } });
-      child.on('error', reject);
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`training seed ${seed} (${teacher} teacher) failed (exit ${code}); rerun the same command to continue`))));
-    });
-  await Promise.all(
-    Array.from({ length: slots }, async () => {
-      for (let job = queue.shift(); job !== undefined; job = queue.shift()) await runOne(job[0], job[1]);
-    }),
+  const jobs = o.trainSeeds.flatMap((seed) =>
+    o.teachers.map((teacher) => ({ label: `training seed ${seed} (${teacher} teacher)`, args: [...process.execArgv, workerEntry(), optionsFile, String(seed), teacher] })),
   );
+  await runInProcesses(jobs, o.jobs);
 }
 
 export interface AggregateRow {
