@@ -3,10 +3,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { useWasmEngine } from './helpers/engine.js';
-import { modeStats } from './helpers/bimodal.js';
+import { modeStats, trainBimodalTeacher } from './helpers/bimodal.js';
 import { bimodalDataset } from '../src/data/synthetic.js';
-import { trainPolicy } from '../src/train/trainer.js';
-import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { distillOneDp } from '../src/distill/distill.js';
 import type { OneDpPolicy } from '../src/distill/onedp.js';
@@ -23,13 +21,7 @@ describe('OneDP distillation on the bimodal set', () => {
   let teacherDir = '';
   beforeAll(async () => {
     teacherDir = await tmp();
-    await trainPolicy({
-      policy: defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true } }),
-      buffer,
-      outDir: teacherDir,
-      train: { steps: 400, batchSize: 64, warmupSteps: 50, lr: 1e-3, checkpointEvery: 400 },
-      progress: 'none',
-    });
+    await trainBimodalTeacher(buffer, teacherDir);
   });
 
   it('OneDP-S keeps both modes, stays close to the data, and leaves the teacher untouched', async () => {

@@ -21,6 +21,7 @@ import { trainPolicy } from '../src/train/trainer.js';
 import { defaultPolicyConfig, type DiffusionPolicy } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { noiseKind } from '../src/experiments/recipe.js';
+import { trainBimodalTeacher } from './helpers/bimodal.js';
 import type { Policy } from '../src/policy/types.js';
 
 useWasmEngine();
@@ -202,13 +203,7 @@ describe('OneDP distillation improves on its starting point', () => {
   let teacher: DiffusionPolicy;
   beforeAll(async () => {
     const dir = await tmp();
-    await trainPolicy({
-      policy: defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true } }),
-      buffer,
-      outDir: dir,
-      train: { steps: 400, batchSize: 64, warmupSteps: 50, lr: 1e-3, checkpointEvery: 400 },
-      progress: 'none',
-    });
+    await trainBimodalTeacher(buffer, dir);
     teacher = await loadDiffusionPolicy(dir);
   });
   const distilled = async (method: 'onedp-s' | 'onedp-d', steps: number) => {

@@ -1,4 +1,18 @@
 import { bimodalAction } from '../../src/data/synthetic.js';
+import type { ReplayBuffer } from '../../src/data/replay.js';
+import { defaultPolicyConfig } from '../../src/policy/diffusion_policy.js';
+import { trainPolicy } from '../../src/train/trainer.js';
+
+/** The DDPM teacher the distillation tests start from: a 32/64 U-Net trained 400 steps on the bimodal set. */
+export async function trainBimodalTeacher(buffer: ReplayBuffer, outDir: string): Promise<void> {
+  await trainPolicy({
+    policy: defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true } }),
+    buffer,
+    outDir,
+    train: { steps: 400, batchSize: 64, warmupSteps: 50, lr: 1e-3, checkpointEvery: 400 },
+    progress: 'none',
+  });
+}
 
 /**
  * Chunks predicted from the bimodal set's start observation: the fraction ending right, and the
