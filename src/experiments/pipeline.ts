@@ -22,7 +22,7 @@ import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_p
 import { trainPolicy } from '../train/trainer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
-import { distillOneDp } from '../distill/distill.js';
+import { distillOneDp, resolveDistillConfig, type DistillConfig } from '../distill/distill.js';
 import { distillConsistency } from '../distill/consistency.js';
 import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
 import type { NoiseScheduler } from '../diffusion/types.js';
@@ -236,6 +236,16 @@ async function studentTeacherStep(dir: string): Promise<number> {
   }
 }
 
+/** Whether a OneDP student was distilled with these rates and batch size. */
+async function sameRates(dir: string, want: DistillConfig): Promise<boolean> {
+  try {
+    const have = (await loadCheckpoint(dir)).meta.distillConfig as Partial<DistillConfig> | undefined;
+    return have?.lrGenerator === want.lrGenerator && have?.lrScore === want.lrScore && have?.batchSize === want.batchSize;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * One distillation into `<dir>/<name>` unless its checkpoint is complete: a learning curve for
  * the curve seed, and the wall-clock without the curve's evaluations.
@@ -243,8 +253,10 @@ async function studentTeacherStep(dir: string): Promise<number> {
 async function distillStage(o: ExperimentOptions, seed: number, teacherKind: NoiseKind, buffer: ReplayBuffer, dir: string, name: 'onedp-s' | 'onedp-d' | 'cp'): Promise<boolean> {
   const steps = name === 'cp' ? o.cpSteps : o.distillSteps;
   const teacherStep = await checkpointStep(path.join(dir, 'dp'));
-  // Done unless unfinished or distilled from another state of the teacher.
-  if ((await checkpointStep(path.join(dir, name))) >= steps && (await studentTeacherStep(path.join(dir, name))) === teacherStep) return false;
+  const onedpConfig = name === 'cp' ? null : resolveDistillConfig(teacherKind, { method: name, steps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore });
+  // Done unless unfinished, distilled from another state of the teacher, or with other rates.
+  const student = path.join(dir, name);
+  if ((await checkpointStep(student)) >= steps && (await studentTeacherStep(student)) === teacherStep && (!onedpConfig || (await sameRates(student, onedpConfig)))) return false;
   log(`seed ${seed} ${teacherKind}: distilling ${name}, ${steps} steps`);
   const teacher: DiffusionPolicy = await loadDiffusionPolicy(path.join(dir, 'dp'));
   const label = name === 'cp' ? `CP 1-step (${teacherKind} teacher)` : `${name} (${teacherKind} teacher)`;
@@ -255,7 +267,7 @@ async function distillStage(o: ExperimentOptions, seed: number, teacherKind: Noi
   const res =
     name === 'cp'
       ? await distillConsistency({ teacher, buffer, config: { steps, batchSize: o.batchSize, seed, lr: o.cpLr, dropout: o.cpDropout }, outDir, progress: o.progress, provenance, ...hook })
-      : await distillOneDp({ teacher, buffer, config: { method: name, steps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore }, outDir, progress: o.progress, provenance, ...hook });
+      : await distillOneDp({ teacher, buffer, config: onedpConfig!, outDir, progress: o.progress, provenance, ...hook });
   await curve.save(path.join(dir, `curve-${name}.json`));
   res.policy.dispose();
   teacher.dispose();

@@ -36,8 +36,9 @@ export interface ExperimentOptions {
   /** OneDP distillation steps and batch size. */
   distillSteps: number;
   distillBatchSize: number;
-  lrGenerator: number;
-  lrScore: number;
+  /** OneDP rates; absent: the distillation's defaults for the teacher (`resolveDistillConfig`). */
+  lrGenerator?: number;
+  lrScore?: number;
   /** Consistency Policy distillation steps (at the pre-training batch size), learning rate, dropout. */
   cpSteps: number;
   cpLr: number;
@@ -70,13 +71,11 @@ const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => 
 
 type Preset = Omit<ExperimentOptions, 'out' | 'progress'>;
 
-const COMMON: Pick<Preset, 'lr' | 'stepEmbed' | 'encoderWidths' | 'distillBatchSize' | 'lrGenerator' | 'lrScore' | 'cpLr' | 'cpDropout' | 'curveSeeds' | 'perturb' | 'latencyReps'> = {
+const COMMON: Pick<Preset, 'lr' | 'stepEmbed' | 'encoderWidths' | 'distillBatchSize' | 'cpLr' | 'cpDropout' | 'curveSeeds' | 'perturb' | 'latencyReps'> = {
   lr: 1e-3,
   stepEmbed: 64,
   encoderWidths: [16, 32, 64, 128],
   distillBatchSize: DEFAULT_DISTILL_CONFIG.batchSize,
-  lrGenerator: DEFAULT_DISTILL_CONFIG.lrGenerator,
-  lrScore: DEFAULT_DISTILL_CONFIG.lrScore,
   cpLr: 1e-3,
   cpDropout: 0,
   curveSeeds: 50,

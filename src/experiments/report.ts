@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { barChartSvg, lineChartSvg } from '../eval/plots.js';
 import { meanStd } from '../eval/harness.js';
+import { resolveDistillConfig } from '../distill/distill.js';
 import type { AggregateRow, Curve, ExperimentResult, RealtimeCell, Timing } from './pipeline.js';
 
 const f = (v: number, d = 3) => v.toFixed(d);
@@ -97,6 +98,17 @@ async function plots(r: ExperimentResult): Promise<string[]> {
   return out;
 }
 
+/** The OneDP learning rates each teacher's students ran with. */
+function distillRates(o: ExperimentResult['options']): string {
+  return o.teachers
+    .map((t) => {
+      const sCfg = resolveDistillConfig(t, { method: 'onedp-s', lrGenerator: o.lrGenerator, lrScore: o.lrScore });
+      const dCfg = resolveDistillConfig(t, { method: 'onedp-d', lrGenerator: o.lrGenerator });
+      return `${t.toUpperCase()} teacher: OneDP-S lr ${sCfg.lrGenerator} / ${sCfg.lrScore}, OneDP-D lr ${dCfg.lrGenerator}`;
+    })
+    .join('; ');
+}
+
 export async function renderExperimentReport(r: ExperimentResult): Promise<string> {
   const o = r.options;
   const image = o.experiment === 'pusht-image';
@@ -109,7 +121,7 @@ export async function renderExperimentReport(r: ExperimentResult): Promise<strin
         ? `observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position; ResNet-18 encoder of widths ${o.encoderWidths.join('/')} (GroupNorm, spatial softmax, ${(r.info.encoderParams / 1e6).toFixed(2)}M parameters); `
         : 'observation: 9 block keypoints + agent position; ') +
       `ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(r.info.params / 1e6).toFixed(2)}M parameters), ` +
-      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; OneDP distillation ${o.distillSteps} steps at batch ${o.distillBatchSize} per method (lr ${o.lrGenerator} / ${o.lrScore})` +
+      `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; OneDP distillation ${o.distillSteps} steps at batch ${o.distillBatchSize} per method (${distillRates(o)})` +
       (rows.some((x) => x.slug.startsWith('cp')) ? `, CP ${o.cpSteps} steps at batch ${o.batchSize}` : '') +
       `; training seeds ${o.trainSeeds.join(', ')}; ${o.testSeeds.length} test seeds (${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}), the same for every row. Engine: ${r.info.engine}.`,
     '',
