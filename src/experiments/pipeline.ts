@@ -22,7 +22,7 @@ import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_p
 import { trainPolicy } from '../train/trainer.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
-import { distillOneDp, resolveDistillConfig, type DistillConfig } from '../distill/distill.js';
+import { distillOneDp, resolveDistillConfig } from '../distill/distill.js';
 import { distillConsistency } from '../distill/consistency.js';
 import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
 import type { NoiseScheduler } from '../diffusion/types.js';
@@ -236,11 +236,11 @@ async function studentTeacherStep(dir: string): Promise<number> {
   }
 }
 
-/** Whether a OneDP student was distilled with these rates and batch size. */
-async function sameRates(dir: string, want: DistillConfig): Promise<boolean> {
+/** Whether a student was distilled with these settings (the keys of `want` its config must equal). */
+async function sameSettings(dir: string, want: Record<string, unknown>): Promise<boolean> {
   try {
-    const have = (await loadCheckpoint(dir)).meta.distillConfig as Partial<DistillConfig> | undefined;
-    return have?.lrGenerator === want.lrGenerator && have?.lrScore === want.lrScore && have?.batchSize === want.batchSize;
+    const have = (await loadCheckpoint(dir)).meta.distillConfig as Record<string, unknown> | undefined;
+    return Object.entries(want).every(([k, v]) => have?.[k] === v);
   } catch {
     return false;
   }
@@ -254,9 +254,13 @@ async function distillStage(o: ExperimentOptions, seed: number, teacherKind: Noi
   const steps = name === 'cp' ? o.cpSteps : o.distillSteps;
   const teacherStep = await checkpointStep(path.join(dir, 'dp'));
   const onedpConfig = name === 'cp' ? null : resolveDistillConfig(teacherKind, { method: name, steps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore });
-  // Done unless unfinished, distilled from another state of the teacher, or with other rates.
+  // OneDP-D has no score network, so its score rate does not matter.
+  const settings = onedpConfig
+    ? { lrGenerator: onedpConfig.lrGenerator, batchSize: onedpConfig.batchSize, ...(name === 'onedp-s' ? { lrScore: onedpConfig.lrScore } : {}) }
+    : { lr: o.cpLr, dropout: o.cpDropout, batchSize: o.batchSize };
+  // Done unless unfinished, distilled from another state of the teacher, or with other settings.
   const student = path.join(dir, name);
-  if ((await checkpointStep(student)) >= steps && (await studentTeacherStep(student)) === teacherStep && (!onedpConfig || (await sameRates(student, onedpConfig)))) return false;
+  if ((await checkpointStep(student)) >= steps && (await studentTeacherStep(student)) === teacherStep && (await sameSettings(student, settings))) return false;
   log(`seed ${seed} ${teacherKind}: distilling ${name}, ${steps} steps`);
   const teacher: DiffusionPolicy = await loadDiffusionPolicy(path.join(dir, 'dp'));
   const label = name === 'cp' ? `CP 1-step (${teacherKind} teacher)` : `${name} (${teacherKind} teacher)`;
