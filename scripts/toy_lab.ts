@@ -4,12 +4,10 @@ import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { initEngine } from '../src/engine/index.js';
 import { bimodalAction, bimodalDataset } from '../src/data/synthetic.js';
-import { trainPolicy } from '../src/train/trainer.js';
-import { defaultPolicyConfig } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { distillOneDp, type DistillConfig } from '../src/distill/distill.js';
 import type { Policy } from '../src/policy/types.js';
-import { noiseKind } from '../src/experiments/recipe.js';
+import { heldOut, trainBimodalTeacher } from '../test/helpers/bimodal.js';
 await initEngine();
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'toy-'));
 function heldOutError(policy: Policy, seed: number): number {
@@ -19,18 +17,14 @@ function heldOutError(policy: Policy, seed: number): number {
   pred.chunk.forEach((c, i) => c.forEach((a, j) => { if (j >= 8) return; err += Math.abs(a[0] - want[i][j][0]) + Math.abs(a[1] - want[i][j][1]); n += 2; }));
   return err / n;
 }
-/** Error of the mean chunk over 8 noise seeds (bias) and the mean distance to it (spread). */
+/** Bias and spread over 8 noise seeds (test/helpers/bimodal.ts). */
 function spread(policy: Policy): string {
-  const length = 24; const hists: number[][][] = []; const want: [number, number][][] = [];
-  for (const dir of [1, -1]) for (const t of [4, 9, 14]) { hists.push([bimodalAction(dir, t - 2, length), bimodalAction(dir, t - 1, length)]); want.push(Array.from({ length: 16 }, (_, j) => bimodalAction(dir, Math.min(t - 1 + j, length - 1), length))); }
-  const preds = [1, 2, 3, 4, 5, 6, 7, 8].map((seed) => policy.predictAction(hists, { seed }).chunk);
-  let bias = 0; let sp = 0; let n = 0;
-  hists.forEach((_, i) => { for (let j = 0; j < 8; j++) for (let d = 0; d < 2; d++) { const vals = preds.map((p) => p[i][j][d]); const m = vals.reduce((a, b) => a + b, 0) / vals.length; bias += Math.abs(m - want[i][j][d]); sp += vals.reduce((a, b) => a + Math.abs(b - m), 0) / vals.length; n++; } });
-  return `bias ${(bias / n).toFixed(3)} spread ${(sp / n).toFixed(3)}`;
+  const r = heldOut(policy);
+  return `bias ${r.bias.toFixed(3)} spread ${r.spread.toFixed(3)}`;
 }
 const buffer = bimodalDataset({ episodes: 40 });
 const dir = await tmp();
-await trainPolicy({ policy: defaultPolicyConfig(2, 2, { unet: { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true }, noise: noiseKind(process.env.TOY_NOISE === 'edm' ? 'edm' : 'ddpm') }), buffer, outDir: dir, train: { steps: 400, batchSize: 64, warmupSteps: 50, lr: 1e-3, checkpointEvery: 400 }, progress: 'none' });
+await trainBimodalTeacher(buffer, dir, process.env.TOY_NOISE === 'edm' ? 'edm' : 'ddpm');
 const teacher = await loadDiffusionPolicy(dir);
 const e = (p: Policy) => (heldOutError(p, 1) + heldOutError(p, 2) + heldOutError(p, 3)) / 3;
 console.log('teacher', teacher.config.noise.kind, e(teacher).toFixed(3), spread(teacher));

@@ -16,12 +16,12 @@ import { EDMScheduler } from '../src/diffusion/edm.js';
 import type { NetworkFn } from '../src/diffusion/types.js';
 import { DDPM_ONEDP_S_RATES, DEFAULT_DISTILL_CONFIG, distillOneDp, generatorGradient, injectGradient, resolveDistillConfig, type DistillConfig } from '../src/distill/distill.js';
 import { ctmJump, distillConsistency, teacherOdeStep, type ConsistencyPolicy } from '../src/distill/consistency.js';
-import { bimodalAction, bimodalDataset } from '../src/data/synthetic.js';
+import { bimodalDataset } from '../src/data/synthetic.js';
 import { trainPolicy } from '../src/train/trainer.js';
 import { defaultPolicyConfig, type DiffusionPolicy } from '../src/policy/diffusion_policy.js';
 import { loadDiffusionPolicy, loadPolicy } from '../src/policy/load.js';
 import { noiseKind } from '../src/experiments/recipe.js';
-import { trainBimodalTeacher } from './helpers/bimodal.js';
+import { heldOut, trainBimodalTeacher } from './helpers/bimodal.js';
 import type { Policy } from '../src/policy/types.js';
 
 useWasmEngine();
@@ -176,39 +176,6 @@ describe('Consistency Policy pieces', () => {
     cp.dispose();
   });
 });
-
-/**
- * At mid-episode observations (exact, noiseless positions the noisy training demonstrations never
- * show), the executed part of the chunks predicted with 8 noise seeds: `bias`, the mean abs error
- * of their mean to the demonstration of the observation's mode, and `spread`, their mean abs
- * distance to that mean (0 for a deterministic policy).
- */
-function heldOut(policy: Policy): { bias: number; spread: number } {
-  const length = 24;
-  const hists: number[][][] = [];
-  const want: [number, number][][] = [];
-  for (const dir of [1, -1])
-    for (const t of [4, 9, 14]) {
-      hists.push([bimodalAction(dir, t - 2, length), bimodalAction(dir, t - 1, length)]);
-      want.push(Array.from({ length: 8 }, (_, j) => bimodalAction(dir, t - 1 + j, length)));
-    }
-  const preds = [1, 2, 3, 4, 5, 6, 7, 8].map((seed) => policy.predictAction(hists, { seed }).chunk);
-  let bias = 0;
-  let spread = 0;
-  let n = 0;
-  want.forEach((w, i) =>
-    w.forEach((target, j) =>
-      target.forEach((v, d) => {
-        const vals = preds.map((p) => p[i][j][d]);
-        const mean = vals.reduce((x, y) => x + y, 0) / vals.length;
-        bias += Math.abs(mean - v);
-        spread += vals.reduce((x, y) => x + Math.abs(y - mean), 0) / vals.length;
-        n++;
-      }),
-    ),
-  );
-  return { bias: bias / n, spread: spread / n };
-}
 
 describe('OneDP distillation improves on its starting point', () => {
   const buffer = bimodalDataset({ episodes: 40 });

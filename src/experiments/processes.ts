@@ -20,7 +20,7 @@ export interface ProcessJob {
 }
 
 /** Threads per child: the cores split between `slots` processes, unless ONEDP_THREADS says. */
-export function threadsPerProcess(slots: number): string {
+function threadsPerProcess(slots: number): string {
   return process.env.ONEDP_THREADS || String(Math.max(1, Math.floor((os.availableParallelism?.() ?? os.cpus().length) / Math.max(1, slots))));
 }
 
