@@ -2,6 +2,7 @@
  * Dev tool for the distillation study: distils a teacher checkpoint with several variants of the
  * OneDP config and prints score against steps on the first test seeds.
  *   npx tsx scripts/distill_lab.ts <teacher-ckpt> <out-json> '<json list of {name, config}>' [seeds]
+ *   (SEED_BASE=200000 to measure on seeds other than the reported test seeds)
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,7 +18,9 @@ import { DDIMScheduler } from '../src/diffusion/index.js';
 
 await initEngine();
 const [teacherPath, outFile, variantsJson, nSeeds] = process.argv.slice(2);
-const seeds = Array.from({ length: Number(nSeeds ?? 50) }, (_, i) => 100000 + i);
+// SEED_BASE=200000 measures on validation seeds, away from the reported test seeds.
+const seedBase = Number(process.env.SEED_BASE ?? 100000);
+const seeds = Array.from({ length: Number(nSeeds ?? 50) }, (_, i) => seedBase + i);
 const ck = await loadCheckpoint(teacherPath);
 const prov = ck.meta.provenance as { dataset: string; obsSpec: string };
 const buffer = policyBuffer(await openDataset(prov.dataset), prov.obsSpec, prov.dataset);

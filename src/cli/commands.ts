@@ -11,6 +11,7 @@ import { registerEnvCommands } from './env.js';
 import { registerQuickstartCommand } from './quickstart.js';
 import { registerReproduceCommand } from './reproduce.js';
 import { registerStudyCommand } from './study.js';
+import { registerExportCommand } from './export.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -34,6 +35,7 @@ export function registerCommands(program: Command): void {
   registerQuickstartCommand(program);
   registerReproduceCommand(program);
   registerStudyCommand(program);
+  registerExportCommand(program);
 }
 
 /** Reads a JSON file, naming it in every error. */

@@ -7,7 +7,11 @@ import { applySampler, loadPolicy } from '../policy/load.js';
 import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
-import { evaluatePushT, pushtObsType, type PushTEvalResult } from '../eval/pusht.js';
+import { evaluatePushT, evaluatePushTAsync, pushtObsType, type PushTEvalResult } from '../eval/pusht.js';
+import { exportOnnx } from '../export/export.js';
+import { OnnxPolicy, loadOnnxRuntime } from '../export/runtime.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import * as os from 'node:os';
 import { evaluatePushTParallel, workerCount } from '../eval/parallel.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
@@ -36,6 +40,7 @@ interface EvalFlags {
   perturb: string;
   render?: string;
   workers: string;
+  runtime: string;
 }
 
 /** The real-time settings from the flags; they make sense only together with --realtime. */
@@ -71,6 +76,35 @@ function episodeLine(e: EpisodeResult): string {
   return `seed ${e.seed}: score ${e.score.toFixed(3)}${done}${moved}\n`;
 }
 
+/**
+ * The onnxruntime policy to evaluate, or null for tfjs. An exported bundle runs on onnxruntime;
+ * a one-step checkpoint does when asked (exported to a temporary bundle first).
+ */
+async function chooseRuntime(f: EvalFlags): Promise<OnnxPolicy | null> {
+  const which = f.runtime;
+  if (!['auto', 'tfjs', 'onnx'].includes(which)) throw new UsageError(`--runtime must be auto, tfjs or onnx, got "${which}"`);
+  const dir = resolvePath(f.policy);
+  const isBundle = await fs.stat(path.join(dir, 'policy.json')).then(() => true, () => false);
+  if (which === 'tfjs' && isBundle) throw new UsageError(`${f.policy}: an exported bundle runs on onnxruntime (--runtime onnx); give the checkpoint for tfjs`);
+  if (which === 'tfjs' || (which === 'auto' && !isBundle)) return null;
+  for (const [flag, v] of [['sampler', f.sampler], ['realtime', f.realtime]] as const) {
+    if (v !== undefined) throw new UsageError(`--${flag} is not offered with --runtime onnx yet (one-step policies have no sampler); use --runtime tfjs`);
+  }
+  if (f.workers !== '1') throw new UsageError('--workers is not offered with --runtime onnx; onnxruntime runs the one-step policy in this thread');
+  if (!(await loadOnnxRuntime())) throw new UsageError('onnxruntime-node cannot load on this machine; use --runtime tfjs');
+  let bundle = dir;
+  if (!isBundle) {
+    const ck = await loadCheckpoint(dir);
+    if (ck.meta.kind !== 'onedp') throw new UsageError(`${f.policy}: --runtime onnx runs one-step OneDP policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint (use --runtime tfjs)`);
+    bundle = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-onnx-'));
+    await exportOnnx(dir, bundle);
+  }
+  const policy = await OnnxPolicy.load(bundle);
+  if (policy.manifest.obsDim !== 20 || (policy.manifest.policyConfig.vision ?? null) !== null) throw new UsageError(`${f.policy}: PushT evaluation provides the 20-D keypoint observation; this policy observes ${policy.manifest.obsDim} values per step`);
+  if (!isBundle) await fs.rm(bundle, { recursive: true, force: true });
+  return policy;
+}
+
 export function registerEvalCommand(program: Command): void {
   program
     .command('eval')
@@ -88,6 +122,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
+    .option('--runtime <name>', 'auto (onnx for an exported bundle, else tfjs), tfjs, or onnx (onnxruntime; one-step OneDP policies, exported on the fly from a checkpoint)', 'auto')
     .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
       if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);
@@ -108,6 +143,20 @@ export function registerEvalCommand(program: Command): void {
       if (render > 0 && workers > 1) throw new UsageError('--render records frames in the main thread; use it without --workers (or with --workers 1)');
 
       const backend = await initEngine();
+      const runtime = await chooseRuntime(f);
+      if (runtime) {
+        if (render > 0) throw new UsageError('--render is not offered with --runtime onnx yet; use --runtime tfjs');
+        const res = await evaluatePushTAsync(runtime, { seeds, batchSize: batch, maxSteps, perturb, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
+        const summary = { policy: f.policy, kind: runtime.kind, runtime: 'onnx', sampler: null, seeds: f.seeds, episodes: res.episodes.length, maxSteps, perturb, meanScore: res.meanScore, stdScore: res.stdScore, successRate: res.successRate, meanStepsToSuccess: res.meanStepsToSuccess, meanCompletionSeconds: res.meanCompletionSeconds, realtime: null, latency: res.latency, wallSeconds: res.wallSeconds, workers: 1 };
+        await runtime.dispose();
+        if (f.out) {
+          const dir = resolvePath(f.out);
+          await writeFileAtomic(path.join(dir, 'episodes.json'), JSON.stringify(res.episodes, null, 1));
+          await writeFileAtomic(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
+        }
+        console.log(JSON.stringify(summary, null, 1));
+        return;
+      }
       const policy = await loadPolicy(resolvePath(f.policy));
       if (f.sampler) {
         try {
@@ -155,6 +204,7 @@ export function registerEvalCommand(program: Command): void {
       const summary = {
         policy: f.policy,
         kind: policy.kind,
+        runtime: 'tfjs',
         sampler: policy instanceof DiffusionPolicy ? policy.sampler.toJSON() : policy instanceof ConsistencyPolicy ? { kind: 'cp', steps: policy.steps } : null,
         seeds: f.seeds,
         episodes: res.episodes.length,

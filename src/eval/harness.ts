@@ -5,7 +5,7 @@
  * not depend on the batch it ran in. The simulation waits for the policy here, so inference takes
  * no simulated time; `evaluateRealtime` (realtime.ts) is the variant where it keeps running.
  */
-import type { Policy, ObservationBatch } from '../policy/types.js';
+import type { AsyncPolicy, Policy, ObservationBatch, PolicyOutput } from '../policy/types.js';
 import { Rng } from '../util/rng.js';
 
 /** The environment surface the harness needs. */
@@ -125,12 +125,22 @@ export function episodeRng(noiseSeed: number | undefined, seed: number): Rng {
   return new Rng(((noiseSeed ?? 0) ^ (seed * 2654435761)) >>> 0);
 }
 
-export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
+/** One batched policy call the episode loop asks for. */
+export interface PolicyRequest {
+  obs: ObservationBatch;
+  rngs: Rng[];
+}
+
+/**
+ * The episode loop, written once as a generator: it yields each batched policy request and is
+ * resumed with the policy's output, so the same loop serves a synchronous policy (tfjs,
+ * `evaluate`) and an asynchronous one (onnxruntime, `evaluateAsync`).
+ */
+function* episodeLoop<E extends EvalEnv>(opts: Omit<EvalOptions<E>, 'policy'>, to: number): Generator<PolicyRequest, EvalSummary, PolicyOutput> {
   const started = performance.now();
-  const { policy, seeds } = opts;
+  const { seeds } = opts;
   const batchSize = opts.batchSize ?? 25;
   const maxSteps = opts.maxSteps ?? 300;
-  const to = policy.nObsSteps;
   const results: EpisodeResult[] = [];
   for (let start = 0; start < seeds.length; start += batchSize) {
     const group = seeds.slice(start, start + batchSize);
@@ -144,7 +154,7 @@ export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
     });
     while (state.some((s) => !s.done)) {
       const active = state.map((s, i) => [s, i] as const).filter(([s]) => !s.done);
-      const out = policy.predictAction(flatHistories(active.map(([s]) => s), to), { rngs: active.map(([, i]) => rngs[i]) });
+      const out = yield { obs: flatHistories(active.map(([s]) => s), to), rngs: active.map(([, i]) => rngs[i]) };
       active.forEach(([s, i], b) => {
         s.predictions++;
         for (const a of out.actions[b]) {
@@ -161,6 +171,23 @@ export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
   }
   results.sort((a, b) => a.seed - b.seed);
   return summarize(results, (performance.now() - started) / 1000);
+}
+
+export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
+  const loop = episodeLoop(opts, opts.policy.nObsSteps);
+  for (let r = loop.next(); ; ) {
+    if (r.done) return r.value;
+    r = loop.next(opts.policy.predictAction(r.value.obs, { rngs: r.value.rngs }));
+  }
+}
+
+/** `evaluate` for a policy whose predictions are asynchronous (onnxruntime); the same episodes. */
+export async function evaluateAsync<E extends EvalEnv>(opts: Omit<EvalOptions<E>, 'policy'> & { policy: AsyncPolicy }): Promise<EvalSummary> {
+  const loop = episodeLoop(opts, opts.policy.nObsSteps);
+  for (let r = loop.next(); ; ) {
+    if (r.done) return r.value;
+    r = loop.next(await opts.policy.predict(r.value.obs, { rngs: r.value.rngs }));
+  }
 }
 
 /** What both harnesses track per episode to report it. */
@@ -239,22 +266,24 @@ export interface LatencyResult {
 
 /** Median batch-1 latency of a policy on given observation histories (as the paper reports). */
 export function measureLatency(policy: Policy, histories: StepObservation[][], reps = 10): LatencyResult {
-  const enc: number[] = [];
-  const act: number[] = [];
-  let nfe = 0;
-  for (let r = 0; r < reps + 2; r++) {
-    const h = flatHistories([{ hist: histories[r % histories.length] }], policy.nObsSteps);
-    const out = policy.predictAction(h, { seed: r });
-    nfe = out.timing.nfe;
-    if (r >= 2) {
-      enc.push(out.timing.obsEncodingMs);
-      act.push(out.timing.actionPredictionMs);
-    }
-  }
+  const outs: PolicyOutput[] = [];
+  for (let r = 0; r < reps + 2; r++) outs.push(policy.predictAction(flatHistories([{ hist: histories[r % histories.length] }], policy.nObsSteps), { seed: r }));
+  return latencyOf(outs);
+}
+
+export async function measureLatencyAsync(policy: AsyncPolicy, histories: StepObservation[][], reps = 10): Promise<LatencyResult> {
+  const outs: PolicyOutput[] = [];
+  for (let r = 0; r < reps + 2; r++) outs.push(await policy.predict(flatHistories([{ hist: histories[r % histories.length] }], policy.nObsSteps), { seed: r }));
+  return latencyOf(outs);
+}
+
+/** Medians over the calls after two warm-up calls. */
+function latencyOf(outs: PolicyOutput[]): LatencyResult {
+  const timed = outs.slice(2);
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const e = med(enc);
-  const a = med(act);
-  return { obsEncodingMs: e, actionPredictionMs: a, totalMs: e + a, hz: 1000 / (e + a), nfe };
+  const e = med(timed.map((o) => o.timing.obsEncodingMs));
+  const a = med(timed.map((o) => o.timing.actionPredictionMs));
+  return { obsEncodingMs: e, actionPredictionMs: a, totalMs: e + a, hz: 1000 / (e + a), nfe: outs[outs.length - 1].timing.nfe };
 }
 
 /** Parses "A:B" (B exclusive) or "A" seed ranges. */

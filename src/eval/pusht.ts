@@ -5,8 +5,8 @@
 import { PushTEnv, GOAL_POSE } from '../envs/pusht.js';
 import { renderPushT } from '../envs/render.js';
 import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
-import type { Policy } from '../policy/types.js';
-import { evaluate, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
+import type { AsyncPolicy, Policy } from '../policy/types.js';
+import { evaluate, evaluateAsync, lowdimOf, measureLatency, measureLatencyAsync, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
 import { evaluateRealtime, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** The policy's 20-D observation: 9 block keypoints then the agent position, as in the datasets. */
@@ -26,7 +26,7 @@ export function keypointAgentPosition(obs: StepObservation): [number, number] {
 export const PUSHT_CAMERA = 'image';
 
 /** Which PushT observation a policy needs: image for camera policies, else keypoints. */
-export function pushtObsType(policy: Policy): 'image' | 'keypoints' {
+export function pushtObsType(policy: Pick<Policy, 'cameras'>): 'image' | 'keypoints' {
   const cams = policy.cameras ?? [];
   if (cams.length === 0) return 'keypoints';
   if (cams.length !== 1 || cams[0] !== PUSHT_CAMERA) throw new Error(`PushT renders one camera, "${PUSHT_CAMERA}"; this policy observes ${JSON.stringify(cams)}`);
@@ -83,15 +83,18 @@ export function makePushTEnv<O extends 'keypoints' | 'image' | 'state' = 'keypoi
   return new PerturbedPushTEnv({ obsType, perturb: p });
 }
 
-/** Batch-1 latency on real observation histories from the first (up to 5) test starts. */
-export function pushtLatency(policy: Policy, seeds: number[], reps = 10): LatencyResult {
+/** Batch-1 latency histories: real observations from the first (up to 5) test starts. */
+function latencyHistories(policy: Pick<Policy, 'cameras' | 'nObsSteps'>, seeds: number[]): StepObservation[][] {
   const { envObs, observe } = observerFor(pushtObsType(policy));
-  const hists = seeds.slice(0, 5).map((s) => {
+  return seeds.slice(0, 5).map((s) => {
     const env = new PushTEnv({ obsType: envObs });
     const o = observe(env.reset(s));
     return Array.from({ length: policy.nObsSteps }, () => o);
   });
-  return measureLatency(policy, hists, reps);
+}
+
+export function pushtLatency(policy: Policy, seeds: number[], reps = 10): LatencyResult {
+  return measureLatency(policy, latencyHistories(policy, seeds), reps);
 }
 
 export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
@@ -121,4 +124,26 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
   const reps = opts.latencyReps ?? 10;
   const latency = reps > 0 ? pushtLatency(policy, opts.seeds, reps) : null;
   return { ...summary, latency, realtime };
+}
+
+/**
+ * `evaluatePushT` for an asynchronous policy (an onnxruntime bundle): the same episodes, seeds and
+ * noise; real-time evaluation is not offered for it yet.
+ */
+export async function evaluatePushTAsync(policy: AsyncPolicy, opts: Omit<PushTEvalOptions, 'realtime'>): Promise<PushTEvalResult> {
+  const { envObs, observe } = observerFor(pushtObsType(policy));
+  const summary = await evaluateAsync({
+    policy,
+    makeEnv: () => makePushTEnv(opts.perturb, envObs),
+    observe,
+    seeds: opts.seeds,
+    batchSize: opts.batchSize,
+    noiseSeed: opts.noiseSeed,
+    maxSteps: opts.maxSteps,
+    onEpisode: opts.onEpisode,
+    onStep: opts.onStep,
+  });
+  const reps = opts.latencyReps ?? 10;
+  const latency = reps > 0 ? await measureLatencyAsync(policy, latencyHistories(policy, opts.seeds), reps) : null;
+  return { ...summary, latency, realtime: null };
 }

@@ -45,6 +45,21 @@ export interface Policy {
   dispose(): void;
 }
 
+/**
+ * A policy whose predictions are asynchronous (an onnxruntime session): the same inputs, seeds and
+ * outputs as `Policy.predictAction`.
+ */
+export interface AsyncPolicy {
+  readonly kind: string;
+  readonly nObsSteps: number;
+  readonly nActionSteps: number;
+  readonly horizon: number;
+  readonly actionDim: number;
+  readonly cameras?: readonly string[];
+  predict(obs: ObservationBatch | number[][][], opts?: { seed?: number; rngs?: Rng[] }): Promise<PolicyOutput>;
+  dispose(): Promise<void> | void;
+}
+
 /** Accepts nested (batch, steps, dim) arrays for low-dimensional observations. */
 export function toObservationBatch(obs: ObservationBatch | number[][][], key = 'obs'): ObservationBatch {
   if (!Array.isArray(obs)) return obs;

@@ -1,0 +1,26 @@
+/** `onedp export`: a policy checkpoint as an ONNX bundle (graphs + policy.json). */
+import type { Command } from 'commander';
+import { exportOnnx } from '../export/export.js';
+import { OnnxPolicy, loadOnnxRuntime } from '../export/runtime.js';
+import { UsageError } from './errors.js';
+import { resolvePath } from './commands.js';
+
+export function registerExportCommand(program: Command): void {
+  program
+    .command('export')
+    .description('export a policy checkpoint (diffusion policy, OneDP-S/D, Consistency Policy) for onnxruntime')
+    .requiredOption('--policy <ckpt>', 'checkpoint directory or run directory')
+    .requiredOption('--out <dir>', 'bundle directory: encoder.onnx, the action graph and policy.json')
+    .option('--format <name>', 'export format (onnx)', 'onnx')
+    .action(async (f: { policy: string; out: string; format: string }) => {
+      if (f.format !== 'onnx') throw new UsageError(`--format must be onnx, got "${f.format}"`);
+      const r = await exportOnnx(resolvePath(f.policy), resolvePath(f.out));
+      console.log(`exported ${r.manifest.kind} to ${r.dir}: ${r.files.join(', ')}`);
+      // Loading the bundle back checks that onnxruntime accepts the graphs as written.
+      if (await loadOnnxRuntime()) {
+        const p = await OnnxPolicy.load(r.dir);
+        await p.dispose();
+        console.log('onnxruntime loads it');
+      }
+    });
+}

@@ -1,0 +1,242 @@
+/**
+ * ONNX export and the onnxruntime backend: every exported kind (OneDP-S/D from DDPM and EDM
+ * teachers, the diffusion policy's denoiser with and without FiLM scale, Consistency Policy's
+ * student) gives tfjs's output within 1e-4 in normalised units, with every weight randomised so
+ * that no layer passes by being at its initial value; bad bundles and observations get errors
+ * naming the problem; a failing atomic write leaves the old file and no debris.
+ */
+import { describe, expect, it } from 'vitest';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { tf } from '../src/engine/index.js';
+import { useWasmEngine } from './helpers/engine.js';
+import { onedp } from './helpers/cli.js';
+import { buildContext, type Module } from '../src/nn/module.js';
+import { loadStateDict, stateDict } from '../src/nn/state_dict.js';
+import { DiffusionPolicy, type DiffusionPolicyConfig } from '../src/policy/diffusion_policy.js';
+import { LinearNormalizer } from '../src/policy/normalizer.js';
+import { OneDpPolicy, type OneDpMethod } from '../src/distill/onedp.js';
+import { ConsistencyPolicy } from '../src/distill/consistency.js';
+import { saveCheckpoint } from '../src/train/checkpoint.js';
+import { writeFileAtomic } from '../src/io/safetensors.js';
+import { exportOnnx } from '../src/export/export.js';
+import { OnnxPolicy } from '../src/export/runtime.js';
+import { describeModel } from '../src/export/graph.js';
+import { Rng } from '../src/util/rng.js';
+import { evaluatePushT, evaluatePushTAsync } from '../src/eval/pusht.js';
+
+useWasmEngine();
+
+const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-export-'));
+const OBS_DIM = 5;
+const B = 3;
+
+function config(noise: 'ddpm' | 'edm', condPredictScale = true): DiffusionPolicyConfig {
+  return {
+    obsDim: OBS_DIM,
+    actionDim: 2,
+    horizon: 8,
+    nObsSteps: 2,
+    nActionSteps: 4,
+    unet: { diffusionStepEmbedDim: 16, downDims: [8, 16], kernelSize: 5, nGroups: 4, condPredictScale },
+    noise: noise === 'ddpm' ? { kind: 'ddpm', numTrainTimesteps: 100, clipSample: true } : { kind: 'edm', numSteps: 5, sigmaMin: 0.002, sigmaMax: 80, sigmaData: 0.5, rho: 7, pMean: -1.2, pStd: 1.2 },
+  };
+}
+
+/** Actions in pixels (0..512), observations in their own ranges: scales far from 1. */
+const NORMALIZER = LinearNormalizer.fit({
+  obs: { values: Float32Array.from({ length: 4 * OBS_DIM }, (_, i) => (i % OBS_DIM) * 40 + (i < 2 * OBS_DIM ? -30 : 300)), dim: OBS_DIM },
+  action: { values: Float32Array.from([0, 10, 512, 500]), dim: 2 },
+});
+
+/** Every weight random (GroupNorm gains around 1), so a misplaced layer cannot hide. */
+function randomise(m: Module, seed: number): void {
+  const rng = new Rng(seed);
+  const sd = stateDict(m);
+  for (const [name, t] of sd) {
+    const gain = /block\.1\.weight$/.test(name);
+    t.data = Float32Array.from(t.data as Float32Array, () => (gain ? 1 : 0) + 0.3 * rng.normal());
+  }
+  loadStateDict(m, sd);
+}
+
+const obsBatch = (seed: number) => {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: B * 2 * OBS_DIM }, (_, i) => (i % OBS_DIM) * 40 + 300 * rng.uniform());
+};
+
+async function onedpCheckpoint(dir: string, noise: 'ddpm' | 'edm', method: OneDpMethod): Promise<OneDpPolicy> {
+  const pc = config(noise);
+  const gen = { method, tInit: 65, sigmaInit: 2.5 };
+  const p = new OneDpPolicy(pc, gen, NORMALIZER, 3);
+  randomise(p.generator, 11);
+  await saveCheckpoint(dir, 'step-0000001', {
+    meta: { kind: 'onedp', method, policyConfig: pc, generator: gen, normalizer: NORMALIZER.toJSON(), step: 1 },
+    tensors: { generator: stateDict(p.generator) },
+  });
+  return p;
+}
+
+describe('ONNX export and onnxruntime', () => {
+  for (const noise of ['ddpm', 'edm'] as const) {
+    for (const method of ['onedp-s', 'onedp-d'] as const) {
+      it(`${method} from a ${noise} teacher: onnxruntime actions equal tfjs's within 1e-4 (normalised)`, async () => {
+        const dir = await tmp();
+        const p = await onedpCheckpoint(path.join(dir, 'ck'), noise, method);
+        const r = await exportOnnx(path.join(dir, 'ck'), path.join(dir, 'bundle'));
+        expect(r.manifest.kind).toBe(method);
+        const o = await OnnxPolicy.load(path.join(dir, 'bundle'));
+        const obs = { batch: B, data: { obs: obsBatch(1) } };
+        const want = p.predictAction(obs, { seed: 9 });
+        const got = await o.predict(obs, { seed: 9 });
+        const scale = NORMALIZER.params.action.scale;
+        let max = 0;
+        want.chunk.flat(1).forEach((row, i) => row.forEach((v, d) => (max = Math.max(max, Math.abs(v - got.chunk.flat(1)[i][d]) * scale[d]))));
+        expect(max).toBeLessThan(1e-4);
+        // Not a constant: the batch rows differ, and OneDP-S depends on its noise.
+        expect(Math.abs(got.chunk[0][0][0] - got.chunk[1][0][0])).toBeGreaterThan(1e-3);
+        const again = await o.predict(obs, { seed: 10 });
+        if (method === 'onedp-s') expect(again.chunk[0][0][0]).not.toBeCloseTo(got.chunk[0][0][0], 4);
+        else expect(again.chunk).toEqual(got.chunk);
+        expect(got.actions[0]).toEqual(got.chunk[0].slice(1, 5));
+        expect(got.timing.nfe).toBe(1);
+        await o.dispose();
+        p.dispose();
+      });
+    }
+  }
+
+  it('the diffusion policy denoiser (with and without FiLM scale) and the CP student match tfjs', async () => {
+    const dir = await tmp();
+    const rng = new Rng(4);
+    const x = Float32Array.from({ length: B * 8 * 2 }, () => rng.normal());
+    const t = Float32Array.from([3, 40, 97]);
+    const stop = Float32Array.from([0.1, -0.5, 1.2]);
+    const check = async (ckDir: string, run: (cond: tf.Tensor) => tf.Tensor, feeds: Record<string, ort.Tensor>) => {
+      const r = await exportOnnx(ckDir, path.join(ckDir, 'bundle'));
+      const enc = await ort.InferenceSession.create(path.join(ckDir, 'bundle', 'encoder.onnx'));
+      const act = await ort.InferenceSession.create(path.join(ckDir, 'bundle', r.manifest.files.action));
+      const obs = obsBatch(2);
+      const { cond } = await enc.run({ obs: new ort.Tensor('float32', obs, [B, 2, OBS_DIM]) });
+      const { output } = await act.run({ ...feeds, cond });
+      const want = tf.tidy(() => run(tf.tensor(NORMALIZER.normalize('obs', obs), [B, 2 * OBS_DIM])).dataSync() as Float32Array);
+      const got = output.data as Float32Array;
+      expect(got.length).toBe(want.length);
+      let max = 0;
+      want.forEach((v, i) => (max = Math.max(max, Math.abs(v - got[i]))));
+      expect(max).toBeLessThan(1e-4);
+      expect(Math.max(...want.map(Math.abs))).toBeGreaterThan(0.1);
+      return r.manifest;
+    };
+    const sample = new ort.Tensor('float32', x, [B, 8, 2]);
+    const timestep = new ort.Tensor('float32', t, [B]);
+    for (const scale of [true, false]) {
+      const pc = config('ddpm', scale);
+      const p = new DiffusionPolicy(pc, NORMALIZER, buildContext({ seed: 1 }));
+      randomise(p.model, 12);
+      const ck = path.join(dir, `dp-${scale}`);
+      await saveCheckpoint(ck, 'step-0000001', { meta: { kind: 'diffusion-policy', policyConfig: pc, normalizer: NORMALIZER.toJSON(), step: 1 }, tensors: { ema: stateDict(p.model) } });
+      const m = await check(ck, (cond) => p.model.unet.forward(tf.tensor(x, [B, 8, 2]), tf.tensor1d(t), cond), { sample, timestep });
+      expect(m.kind).toBe('diffusion-policy');
+      p.dispose();
+    }
+    const pc = config('edm');
+    const sampling = { bins: 80, sigmaMin: 0.002, sigmaMax: 80, rho: 7, sigmaData: 0.5 };
+    const cp = new ConsistencyPolicy(pc, sampling, NORMALIZER);
+    randomise(cp.student, 13);
+    const ck = path.join(dir, 'cp');
+    await saveCheckpoint(ck, 'step-0000001', { meta: { kind: 'consistency-policy', policyConfig: pc, sampling, normalizer: NORMALIZER.toJSON(), step: 1 }, tensors: { student: stateDict(cp.student) } });
+    const m = await check(ck, (cond) => cp.student.unet.forward(tf.tensor(x, [B, 8, 2]), tf.tensor1d(t), cond, [tf.tensor1d(stop)]), { sample, timestep, stop: new ort.Tensor('float32', stop, [B]) });
+    expect(m.sampling).toEqual(sampling);
+    const header = describeModel(await fs.readFile(path.join(ck, 'bundle', 'consistency.onnx')));
+    expect(header.inputs).toEqual(['sample', 'timestep', 'stop', 'cond']);
+    expect(header.opset).toBe(17);
+    cp.dispose();
+  });
+
+  it('bad bundles and observations get errors naming the file and the problem', async () => {
+    const dir = await tmp();
+    const p = await onedpCheckpoint(path.join(dir, 'ck'), 'ddpm', 'onedp-s');
+    p.dispose();
+    const bundle = path.join(dir, 'bundle');
+    await exportOnnx(path.join(dir, 'ck'), bundle);
+    await expect(OnnxPolicy.load(path.join(dir, 'nothing'))).rejects.toThrow(/no policy\.json/);
+    const manifest = JSON.parse(await fs.readFile(path.join(bundle, 'policy.json'), 'utf8'));
+    const broken = async (name: string, edit: (m: Record<string, unknown>) => void, pattern: RegExp) => {
+      const d = path.join(dir, name);
+      await fs.cp(bundle, d, { recursive: true });
+      const m = structuredClone(manifest);
+      edit(m);
+      await fs.writeFile(path.join(d, 'policy.json'), JSON.stringify(m));
+      await expect(OnnxPolicy.load(d)).rejects.toThrow(pattern);
+    };
+    await broken('version', (m) => (m.version = 99), /policy\.json: bundle version 99/);
+    await broken('horizon', (m) => (m.horizon = -1), /"horizon" must be a positive integer/);
+    await broken('escape', (m) => (m.files = { encoder: '../x.onnx', action: 'generator.onnx' }), /"files" must name/);
+    await broken('norm', (m) => ((m.normalizer as { action: { scale: number[] } }).action.scale = [0, 1]), /action normaliser/);
+    const trunc = path.join(dir, 'trunc');
+    await fs.cp(bundle, trunc, { recursive: true });
+    const g = await fs.readFile(path.join(trunc, 'generator.onnx'));
+    await fs.writeFile(path.join(trunc, 'generator.onnx'), g.subarray(0, g.length >> 1));
+    await expect(OnnxPolicy.load(trunc)).rejects.toThrow(/generator\.onnx: onnxruntime cannot load it/);
+    await fs.writeFile(path.join(trunc, 'policy.json'), '{"format": ');
+    await expect(OnnxPolicy.load(trunc)).rejects.toThrow(/policy\.json: not valid JSON/);
+    const o = await OnnxPolicy.load(bundle);
+    await expect(o.predict({ batch: 2, data: { obs: new Float32Array(7) } })).rejects.toThrow(/expected "obs" with 2 x 2 x 5 values, got 7/);
+    await o.dispose();
+  });
+
+  it('onedp export: writes a bundle onnxruntime loads; a missing checkpoint or wrong format is one clear line', async () => {
+    const dir = await tmp();
+    (await onedpCheckpoint(path.join(dir, 'ck'), 'edm', 'onedp-d')).dispose();
+    const ok = onedp(['export', '--policy', path.join(dir, 'ck'), '--out', path.join(dir, 'b')]);
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toMatch(/exported onedp-d .*encoder\.onnx, generator\.onnx, policy\.json\nonnxruntime loads it/);
+    const missing = onedp(['export', '--policy', path.join(dir, 'none'), '--out', path.join(dir, 'c')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^onedp: error: .*none/);
+    const fmt = onedp(['export', '--policy', path.join(dir, 'ck'), '--out', path.join(dir, 'c'), '--format', 'tflite']);
+    expect(fmt.code).toBe(2);
+    expect(fmt.stderr).toMatch(/--format must be onnx/);
+  });
+
+  it('evaluateAsync (onnxruntime) runs the same loop as evaluate (tfjs): identical episodes for the same policy', async () => {
+    const pc = { ...config('edm'), obsDim: 20 };
+    const norm = LinearNormalizer.fit({ obs: { values: Float32Array.from({ length: 40 }, (_, i) => (i * 37) % 500), dim: 20 }, action: { values: Float32Array.from([0, 10, 512, 500]), dim: 2 } });
+    const p = new OneDpPolicy(pc, { method: 'onedp-s', tInit: 65, sigmaInit: 2.5 }, norm, 3);
+    randomise(p.generator, 14);
+    const opts = { seeds: [5, 6, 7], batchSize: 2, maxSteps: 24, latencyReps: 2 };
+    const sync = evaluatePushT(p, opts);
+    const wrapped = { kind: p.kind, nObsSteps: p.nObsSteps, nActionSteps: p.nActionSteps, horizon: p.horizon, actionDim: p.actionDim, predict: async (o: Parameters<typeof p.predictAction>[0], q?: { seed?: number; rngs?: Rng[] }) => p.predictAction(o, q), dispose: () => {} };
+    const asyncRes = await evaluatePushTAsync(wrapped, opts);
+    expect(asyncRes.episodes).toEqual(sync.episodes);
+    expect(asyncRes.episodes.every((e) => e.steps === 24 && e.predictions === 6)).toBe(true);
+    expect(asyncRes.latency?.nfe).toBe(1);
+    // And the CLI: a bundle evaluates on onnxruntime by default; tfjs refuses a bundle, onnx a multi-step checkpoint.
+    const dir = await tmp();
+    await saveCheckpoint(path.join(dir, 'ck'), 'step-0000001', { meta: { kind: 'onedp', method: 'onedp-s', policyConfig: pc, generator: p.gen, normalizer: norm.toJSON(), step: 1 }, tensors: { generator: stateDict(p.generator) } });
+    await exportOnnx(path.join(dir, 'ck'), path.join(dir, 'b'));
+    const ok = onedp(['eval', '--policy', path.join(dir, 'b'), '--seeds', '5:8', '--max-steps', '24', '--batch', '2']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const summary = JSON.parse(ok.stdout);
+    expect(summary.runtime).toBe('onnx');
+    // onnxruntime's rounding differs from tfjs's in the last bits, which the contact physics can amplify; over 24 steps the scores agree closely.
+    expect(Math.abs(summary.meanScore - sync.meanScore)).toBeLessThan(0.02);
+    const refused = onedp(['eval', '--policy', path.join(dir, 'b'), '--runtime', 'tfjs', '--seeds', '5:6']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/an exported bundle runs on onnxruntime/);
+    p.dispose();
+  });
+
+  it('a write that fails after its temporary file exists leaves the old file and no debris', async () => {
+    const dir = await tmp();
+    const file = path.join(dir, 'state.json');
+    await writeFileAtomic(file, 'old');
+    // Not a string or bytes: fails inside the write, after the temporary file was opened.
+    await expect(writeFileAtomic(file, 42 as unknown as string)).rejects.toThrow();
+    expect(await fs.readFile(file, 'utf8')).toBe('old');
+    expect(await fs.readdir(dir)).toEqual(['state.json']);
+  });
+});
