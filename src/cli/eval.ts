@@ -8,10 +8,7 @@ import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
 import { evaluatePushT, evaluatePushTAsync, pushtObsType, type PushTEvalResult } from '../eval/pusht.js';
-import { exportOnnx } from '../export/export.js';
-import { OnnxPolicy, loadOnnxRuntime } from '../export/runtime.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import * as os from 'node:os';
+import { BundleError, openOnnxPolicy, planRuntime, type RuntimeChoice } from '../export/runtime.js';
 import { evaluatePushTParallel, workerCount } from '../eval/parallel.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
@@ -76,35 +73,6 @@ function episodeLine(e: EpisodeResult): string {
   return `seed ${e.seed}: score ${e.score.toFixed(3)}${done}${moved}\n`;
 }
 
-/**
- * The onnxruntime policy to evaluate, or null for tfjs. An exported bundle runs on onnxruntime;
- * a one-step checkpoint does when asked (exported to a temporary bundle first).
- */
-async function chooseRuntime(f: EvalFlags): Promise<OnnxPolicy | null> {
-  const which = f.runtime;
-  if (!['auto', 'tfjs', 'onnx'].includes(which)) throw new UsageError(`--runtime must be auto, tfjs or onnx, got "${which}"`);
-  const dir = resolvePath(f.policy);
-  const isBundle = await fs.stat(path.join(dir, 'policy.json')).then(() => true, () => false);
-  if (which === 'tfjs' && isBundle) throw new UsageError(`${f.policy}: an exported bundle runs on onnxruntime (--runtime onnx); give the checkpoint for tfjs`);
-  if (which === 'tfjs' || (which === 'auto' && !isBundle)) return null;
-  for (const [flag, v] of [['sampler', f.sampler], ['realtime', f.realtime]] as const) {
-    if (v !== undefined) throw new UsageError(`--${flag} is not offered with --runtime onnx yet (one-step policies have no sampler); use --runtime tfjs`);
-  }
-  if (f.workers !== '1') throw new UsageError('--workers is not offered with --runtime onnx; onnxruntime runs the one-step policy in this thread');
-  if (!(await loadOnnxRuntime())) throw new UsageError('onnxruntime-node cannot load on this machine; use --runtime tfjs');
-  let bundle = dir;
-  if (!isBundle) {
-    const ck = await loadCheckpoint(dir);
-    if (ck.meta.kind !== 'onedp') throw new UsageError(`${f.policy}: --runtime onnx runs one-step OneDP policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint (use --runtime tfjs)`);
-    bundle = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-onnx-'));
-    await exportOnnx(dir, bundle);
-  }
-  const policy = await OnnxPolicy.load(bundle);
-  if (policy.manifest.obsDim !== 20 || (policy.manifest.policyConfig.vision ?? null) !== null) throw new UsageError(`${f.policy}: PushT evaluation provides the 20-D keypoint observation; this policy observes ${policy.manifest.obsDim} values per step`);
-  if (!isBundle) await fs.rm(bundle, { recursive: true, force: true });
-  return policy;
-}
-
 export function registerEvalCommand(program: Command): void {
   program
     .command('eval')
@@ -122,7 +90,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
-    .option('--runtime <name>', 'auto (onnx for an exported bundle, else tfjs), tfjs, or onnx (onnxruntime; one-step OneDP policies, exported on the fly from a checkpoint)', 'auto')
+    .option('--runtime <name>', 'auto: onnxruntime for exported bundles and one-step state checkpoints (exported on the fly) when it loads, tfjs otherwise; or tfjs, or onnx', 'auto')
     .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
       if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);
@@ -143,18 +111,25 @@ export function registerEvalCommand(program: Command): void {
       if (render > 0 && workers > 1) throw new UsageError('--render records frames in the main thread; use it without --workers (or with --workers 1)');
 
       const backend = await initEngine();
-      const runtime = await chooseRuntime(f);
-      if (runtime) {
-        if (render > 0) throw new UsageError('--render is not offered with --runtime onnx yet; use --runtime tfjs');
-        const res = await evaluatePushTAsync(runtime, { seeds, batchSize: batch, maxSteps, perturb, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
-        const summary = { policy: f.policy, kind: runtime.kind, runtime: 'onnx', sampler: null, seeds: f.seeds, episodes: res.episodes.length, maxSteps, perturb, meanScore: res.meanScore, stdScore: res.stdScore, successRate: res.successRate, meanStepsToSuccess: res.meanStepsToSuccess, meanCompletionSeconds: res.meanCompletionSeconds, realtime: null, latency: res.latency, wallSeconds: res.wallSeconds, workers: 1 };
-        await runtime.dispose();
-        if (f.out) {
-          const dir = resolvePath(f.out);
-          await writeFileAtomic(path.join(dir, 'episodes.json'), JSON.stringify(res.episodes, null, 1));
-          await writeFileAtomic(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
-        }
-        console.log(JSON.stringify(summary, null, 1));
+      let plan;
+      try {
+        plan = await planRuntime(resolvePath(f.policy), f.runtime as RuntimeChoice, workers > 1 ? 'worker threads evaluate on tfjs' : f.sampler ? 'a sampler applies to tfjs policies' : null);
+      } catch (e) {
+        throw e instanceof BundleError ? new UsageError(e.message) : e;
+      }
+      if (plan.runtime === 'onnx') {
+        const onnx = await openOnnxPolicy(resolvePath(f.policy), plan.isBundle);
+        if (onnx.manifest.obsDim !== 20) throw new UsageError(`${f.policy}: policy observes ${onnx.manifest.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
+        const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
+        const res = await evaluatePushTAsync(onnx, {
+          seeds, batchSize: batch, maxSteps, realtime, perturb,
+          onStep: (i, env) => {
+            if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
+          },
+          onEpisode: (e) => process.stderr.write(episodeLine(e)),
+        });
+        await onnx.dispose();
+        await writeOutputs(f, seeds, res, frames, { policy: f.policy, kind: onnx.kind, runtime: 'onnx', sampler: null, workers: 1, maxSteps, perturb });
         return;
       }
       const policy = await loadPolicy(resolvePath(f.policy));
@@ -201,40 +176,47 @@ export function registerEvalCommand(program: Command): void {
           { seeds, workers, batchSize: batch, maxSteps, realtime, perturb, onEpisode, policy, engine: { backend } },
         );
       }
-      const summary = {
+      await writeOutputs(f, seeds, res, frames, {
         policy: f.policy,
         kind: policy.kind,
         runtime: 'tfjs',
         sampler: policy instanceof DiffusionPolicy ? policy.sampler.toJSON() : policy instanceof ConsistencyPolicy ? { kind: 'cp', steps: policy.steps } : null,
-        seeds: f.seeds,
-        episodes: res.episodes.length,
+        workers,
         maxSteps,
         perturb,
-        meanScore: res.meanScore,
-        stdScore: res.stdScore,
-        successRate: res.successRate,
-        meanStepsToSuccess: res.meanStepsToSuccess,
-        meanCompletionSeconds: res.meanCompletionSeconds,
-        realtime: res.realtime,
-        latency: res.latency,
-        wallSeconds: res.wallSeconds,
-        workers,
-      };
-      if (f.out) {
-        const dir = resolvePath(f.out);
-        await fs.mkdir(dir, { recursive: true });
-        await writeFileAtomic(path.join(dir, 'episodes.json'), JSON.stringify(res.episodes, null, 1));
-        await writeFileAtomic(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
-        for (let i = 0; i < frames.length; i++) {
-          const all = frames[i];
-          const base = path.join(dir, 'episodes', `seed-${seeds[i]}`);
-          await writePngStrip(`${base}.png`, evenlySpaced(all, STRIP_FRAMES), RENDER_SIZE);
-          // One GIF frame per control step, shown at the 10 Hz the simulation runs at.
-          const gif = encodeGif(all.map((rgb) => ({ width: RENDER_SIZE, height: RENDER_SIZE, rgba: rgbToRgba(rgb) })), { delayMs: 100 });
-          await writeFileAtomic(`${base}.gif`, gif);
-          process.stderr.write(`rendered seed ${seeds[i]}: ${path.relative(process.cwd(), base)}.png, .gif (${all.length} frames)\n`);
-        }
-      }
-      console.log(JSON.stringify(summary, null, 1));
+      });
     });
+}
+
+/** summary.json, episodes.json and rendered episodes under --out; the summary on stdout. */
+async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult, frames: Uint8Array[][], head: Record<string, unknown>): Promise<void> {
+  const summary = {
+    ...head,
+    seeds: f.seeds,
+    episodes: res.episodes.length,
+    meanScore: res.meanScore,
+    stdScore: res.stdScore,
+    successRate: res.successRate,
+    meanStepsToSuccess: res.meanStepsToSuccess,
+    meanCompletionSeconds: res.meanCompletionSeconds,
+    realtime: res.realtime,
+    latency: res.latency,
+    wallSeconds: res.wallSeconds,
+  };
+  if (f.out) {
+    const dir = resolvePath(f.out);
+    await fs.mkdir(dir, { recursive: true });
+    await writeFileAtomic(path.join(dir, 'episodes.json'), JSON.stringify(res.episodes, null, 1));
+    await writeFileAtomic(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
+    for (let i = 0; i < frames.length; i++) {
+      const all = frames[i];
+      const base = path.join(dir, 'episodes', `seed-${seeds[i]}`);
+      await writePngStrip(`${base}.png`, evenlySpaced(all, STRIP_FRAMES), RENDER_SIZE);
+      // One GIF frame per control step, shown at the 10 Hz the simulation runs at.
+      const gif = encodeGif(all.map((rgb) => ({ width: RENDER_SIZE, height: RENDER_SIZE, rgba: rgbToRgba(rgb) })), { delayMs: 100 });
+      await writeFileAtomic(`${base}.gif`, gif);
+      process.stderr.write(`rendered seed ${seeds[i]}: ${path.relative(process.cwd(), base)}.png, .gif (${all.length} frames)\n`);
+    }
+  }
+  console.log(JSON.stringify(summary, null, 1));
 }

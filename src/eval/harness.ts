@@ -128,7 +128,8 @@ export function episodeRng(noiseSeed: number | undefined, seed: number): Rng {
 /** One batched policy call the episode loop asks for. */
 export interface PolicyRequest {
   obs: ObservationBatch;
-  rngs: Rng[];
+  rngs?: Rng[];
+  seed?: number;
 }
 
 /**
@@ -173,21 +174,29 @@ function* episodeLoop<E extends EvalEnv>(opts: Omit<EvalOptions<E>, 'policy'>, t
   return summarize(results, (performance.now() - started) / 1000);
 }
 
-export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
-  const loop = episodeLoop(opts, opts.policy.nObsSteps);
+/** Runs a loop to its end, answering its requests with a synchronous policy. */
+export function drive<T>(loop: Generator<PolicyRequest, T, PolicyOutput>, policy: Policy): T {
   for (let r = loop.next(); ; ) {
     if (r.done) return r.value;
-    r = loop.next(opts.policy.predictAction(r.value.obs, { rngs: r.value.rngs }));
+    r = loop.next(policy.predictAction(r.value.obs, { rngs: r.value.rngs, seed: r.value.seed }));
   }
 }
 
-/** `evaluate` for a policy whose predictions are asynchronous (onnxruntime); the same episodes. */
-export async function evaluateAsync<E extends EvalEnv>(opts: Omit<EvalOptions<E>, 'policy'> & { policy: AsyncPolicy }): Promise<EvalSummary> {
-  const loop = episodeLoop(opts, opts.policy.nObsSteps);
+/** Runs a loop to its end, awaiting an asynchronous policy's answers. */
+export async function driveAsync<T>(loop: Generator<PolicyRequest, T, PolicyOutput>, policy: AsyncPolicy): Promise<T> {
   for (let r = loop.next(); ; ) {
     if (r.done) return r.value;
-    r = loop.next(await opts.policy.predict(r.value.obs, { rngs: r.value.rngs }));
+    r = loop.next(await policy.predict(r.value.obs, { rngs: r.value.rngs, seed: r.value.seed }));
   }
+}
+
+export function evaluate<E extends EvalEnv>(opts: EvalOptions<E>): EvalSummary {
+  return drive(episodeLoop(opts, opts.policy.nObsSteps), opts.policy);
+}
+
+/** `evaluate` for a policy whose predictions are asynchronous (onnxruntime, a server); the same episodes. */
+export function evaluateAsync<E extends EvalEnv>(opts: Omit<EvalOptions<E>, 'policy'> & { policy: AsyncPolicy }): Promise<EvalSummary> {
+  return driveAsync(episodeLoop(opts, opts.policy.nObsSteps), opts.policy);
 }
 
 /** What both harnesses track per episode to report it. */

@@ -7,7 +7,7 @@ import { renderPushT } from '../envs/render.js';
 import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
 import type { AsyncPolicy, Policy } from '../policy/types.js';
 import { evaluate, evaluateAsync, lowdimOf, measureLatency, measureLatencyAsync, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
-import { evaluateRealtime, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
+import { evaluateRealtime, evaluateRealtimeAsync, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** The policy's 20-D observation: 9 block keypoints then the agent position, as in the datasets. */
 export function keypointObs(obs: unknown): Float32Array {
@@ -127,12 +127,13 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
 }
 
 /**
- * `evaluatePushT` for an asynchronous policy (an onnxruntime bundle): the same episodes, seeds and
- * noise; real-time evaluation is not offered for it yet.
+ * `evaluatePushT` for an asynchronous policy (an onnxruntime bundle, a policy server): the same
+ * episodes, seeds and noise, ordinary or in real time.
  */
-export async function evaluatePushTAsync(policy: AsyncPolicy, opts: Omit<PushTEvalOptions, 'realtime'>): Promise<PushTEvalResult> {
-  const { envObs, observe } = observerFor(pushtObsType(policy));
-  const summary = await evaluateAsync({
+export async function evaluatePushTAsync(policy: AsyncPolicy, opts: PushTEvalOptions): Promise<PushTEvalResult> {
+  const obsType = pushtObsType(policy);
+  const { envObs, observe } = observerFor(obsType);
+  const common = {
     policy,
     makeEnv: () => makePushTEnv(opts.perturb, envObs),
     observe,
@@ -142,8 +143,18 @@ export async function evaluatePushTAsync(policy: AsyncPolicy, opts: Omit<PushTEv
     maxSteps: opts.maxSteps,
     onEpisode: opts.onEpisode,
     onStep: opts.onStep,
-  });
+  };
+  let summary: EvalSummary;
+  let realtime: PushTEvalResult['realtime'] = null;
+  if (opts.realtime) {
+    const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
+    const rt = await evaluateRealtimeAsync({ ...common, realtime: { agentPosition, ...opts.realtime } });
+    summary = rt;
+    realtime = rt.realtime;
+  } else {
+    summary = await evaluateAsync(common);
+  }
   const reps = opts.latencyReps ?? 10;
   const latency = reps > 0 ? await measureLatencyAsync(policy, latencyHistories(policy, opts.seeds), reps) : null;
-  return { ...summary, latency, realtime: null };
+  return { ...summary, latency, realtime };
 }

@@ -30,10 +30,13 @@
  * its own compute would wait: a batched call's time is neither one robot's latency nor, split
  * evenly, a fair share on hardware that runs rows in parallel.
  */
-import type { PolicyOutput } from '../policy/types.js';
+import type { AsyncPolicy, PolicyOutput } from '../policy/types.js';
 import type { Rng } from '../util/rng.js';
 import {
   CONTROL_PERIOD_MS,
+  drive,
+  driveAsync,
+  type PolicyRequest,
   episodeResult,
   episodeRng,
   flatHistories,
@@ -162,8 +165,18 @@ function lastTwo(step: StepObservation): [number, number] {
 }
 
 export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>): RealtimeSummary {
+  return drive(realtimeLoop(opts, opts.policy.nObsSteps), opts.policy);
+}
+
+/** `evaluateRealtime` for an asynchronous policy (onnxruntime, a policy server): the same schedule. */
+export function evaluateRealtimeAsync<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'policy'> & { policy: AsyncPolicy }): Promise<RealtimeSummary> {
+  return driveAsync(realtimeLoop(opts, opts.policy.nObsSteps), opts.policy);
+}
+
+/** The real-time episode loop, yielding each policy call (as harness.ts's episode loop does). */
+function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'policy'>, to: number): Generator<PolicyRequest, RealtimeSummary, PolicyOutput> {
   const started = performance.now();
-  const { policy, seeds } = opts;
+  const { seeds } = opts;
   const rt = opts.realtime;
   const fill = rt.fill ?? 'previous';
   const align = rt.align ?? 'skip';
@@ -175,7 +188,6 @@ export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>
   const measured = rt.latency.kind === 'measured';
   const batchSize = opts.batchSize ?? 25;
   const maxSteps = opts.maxSteps ?? 300;
-  const to = policy.nObsSteps;
   const results: RealtimeEpisodeResult[] = [];
   let warmed = !measured;
 
@@ -194,7 +206,7 @@ export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>
     });
     if (!warmed) {
       const h = flatHistories([state[0]], to);
-      for (let w = 0; w < (rt.warmupCalls ?? 1); w++) policy.predictAction(h, { seed: w });
+      for (let w = 0; w < (rt.warmupCalls ?? 1); w++) yield { obs: h, seed: w };
       warmed = true;
     }
 
@@ -202,7 +214,7 @@ export function evaluateRealtime<E extends EvalEnv>(opts: RealtimeEvalOptions<E>
     for (let t = 0; state.some((s) => !s.done); t++) {
       const callers = state.filter((s) => !s.done && s.nextCall === t);
       for (const rows of measured ? callers.map((s) => [s]) : callers.length ? [callers] : []) {
-        const out = policy.predictAction(flatHistories(rows, to), { rngs: rows.map((s) => s.rng) });
+        const out = yield { obs: flatHistories(rows, to), rngs: rows.map((s) => s.rng) };
         const latency = callLatencyMs(rt.latency, out.timing);
         rows.forEach((s, b) => {
           const d = delayPeriods(latency, period);

@@ -157,3 +157,55 @@ export class OnnxPolicy implements AsyncPolicy {
     await this.action.release();
   }
 }
+
+export type RuntimeChoice = 'auto' | 'tfjs' | 'onnx';
+
+/** Why a path is or is not run on onnxruntime, decided before anything heavy loads. */
+export interface RuntimePlan {
+  runtime: 'tfjs' | 'onnx';
+  /** An exported bundle (policy.json) rather than a checkpoint. */
+  isBundle: boolean;
+  /** For `auto`: why tfjs was chosen (null when onnx was). */
+  reason: string | null;
+}
+
+/**
+ * `auto` runs exported bundles and one-step state checkpoints (OneDP-S/D, exported on the fly) on
+ * onnxruntime when it loads, and everything else (multi-step samplers, image policies, or when
+ * `needsTfjs` names a reason such as worker threads) on tfjs. `onnx` insists, with a clear error.
+ */
+export async function planRuntime(policyPath: string, choice: RuntimeChoice, needsTfjs: string | null = null): Promise<RuntimePlan> {
+  if (!['auto', 'tfjs', 'onnx'].includes(choice)) throw new BundleError(`runtime must be auto, tfjs or onnx, got "${choice}"`);
+  const isBundle = await fs.stat(path.join(policyPath, 'policy.json')).then(() => true, () => false);
+  if (choice === 'tfjs') {
+    if (isBundle) throw new BundleError(`${policyPath}: an exported bundle runs on onnxruntime (runtime onnx); give the checkpoint for tfjs`);
+    return { runtime: 'tfjs', isBundle, reason: 'asked for' };
+  }
+  let why: string | null = needsTfjs;
+  if (!why && !(await loadOnnxRuntime())) why = 'onnxruntime-node cannot load on this machine';
+  if (!why && !isBundle) {
+    const { loadCheckpoint } = await import('../train/checkpoint.js');
+    const ck = await loadCheckpoint(policyPath);
+    const pc = ck.meta.policyConfig as { vision?: unknown } | undefined;
+    if (ck.meta.kind !== 'onedp') why = `onnxruntime runs one-step OneDP policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint`;
+    else if (pc?.vision) why = 'image policies are not exported yet';
+  }
+  if (why && isBundle) throw new BundleError(`${policyPath}: an exported bundle needs onnxruntime, but ${why}`);
+  if (why && choice === 'onnx') throw new BundleError(`${policyPath}: cannot run on onnxruntime: ${why} (use runtime tfjs)`);
+  return why ? { runtime: 'tfjs', isBundle, reason: why } : { runtime: 'onnx', isBundle, reason: null };
+}
+
+/** Opens a bundle, or exports a one-step checkpoint to a temporary bundle and opens that. */
+export async function openOnnxPolicy(policyPath: string, isBundle: boolean, opts: { seed?: number } = {}): Promise<OnnxPolicy> {
+  if (isBundle) return OnnxPolicy.load(policyPath, opts);
+  const os = await import('node:os');
+  const { exportOnnx } = await import('./export.js');
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-onnx-'));
+  try {
+    await exportOnnx(policyPath, dir);
+    return await OnnxPolicy.load(dir, opts);
+  } finally {
+    // onnxruntime holds the graphs in memory once loaded.
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
