@@ -12,6 +12,7 @@ import { registerQuickstartCommand } from './quickstart.js';
 import { registerReproduceCommand } from './reproduce.js';
 import { registerStudyCommand } from './study.js';
 import { registerExportCommand } from './export.js';
+import { registerServeCommand } from './serve.js';
 
 export function registerCommands(program: Command): void {
   program
@@ -36,6 +37,7 @@ export function registerCommands(program: Command): void {
   registerReproduceCommand(program);
   registerStudyCommand(program);
   registerExportCommand(program);
+  registerServeCommand(program);
 }
 
 /** Reads a JSON file, naming it in every error. */

@@ -8,6 +8,7 @@ import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
 import { evaluatePushT, evaluatePushTAsync, pushtObsType, type PushTEvalResult } from '../eval/pusht.js';
+import { PolicyClient, RemotePolicy } from '../serve/client.js';
 import { BundleError, openOnnxPolicy, planRuntime, type RuntimeChoice } from '../export/runtime.js';
 import { evaluatePushTParallel, workerCount } from '../eval/parallel.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
@@ -23,7 +24,9 @@ const RENDER_SIZE = 128;
 const STRIP_FRAMES = 8;
 
 interface EvalFlags {
-  policy: string;
+  policy?: string;
+  server?: string;
+  token?: string;
   env: string;
   seeds: string;
   sampler?: string;
@@ -77,7 +80,9 @@ export function registerEvalCommand(program: Command): void {
   program
     .command('eval')
     .description('evaluate a policy checkpoint on PushT (receding horizon, seeded starts)')
-    .requiredOption('--policy <ckpt>', 'diffusion-policy or onedp checkpoint / run directory')
+    .option('--policy <ckpt>', 'checkpoint, run directory or exported bundle')
+    .option('--server <url>', 'evaluate the policy a server (onedp serve) offers, in real time: ws://host:port')
+    .option('--token <t>', 'with --server: the server\'s token')
     .option('--env <name>', 'environment', 'pusht')
     .option('--seeds <A:B>', 'test seeds, B exclusive', '100000:100050')
     .option('--sampler <name>', 'diffusion policies: ddpm, ddim-N or edm-N (default: the training schedule); consistency policies: cp-1 or cp-3')
@@ -102,7 +107,8 @@ export function registerEvalCommand(program: Command): void {
       }
       const batch = parseIntFlag('batch', f.batch);
       const maxSteps = parseIntFlag('max-steps', f.maxSteps);
-      const realtime = parseRealtimeFlags(f);
+      // --server implies real time, so its latency settings apply without --realtime.
+      const realtime = parseRealtimeFlags(f.server ? { ...f, realtime: true } : f);
       if (!/^[012]$/.test(f.perturb.trim())) throw new UsageError(`--perturb must be 0, 1 or 2, got "${f.perturb}"`);
       const perturb = Number(f.perturb);
       const render = f.render === undefined ? 0 : parseIntFlag('render', f.render);
@@ -110,16 +116,44 @@ export function registerEvalCommand(program: Command): void {
       const workers = workerCount(parseIntFlag('workers', f.workers), seeds.length);
       if (render > 0 && workers > 1) throw new UsageError('--render records frames in the main thread; use it without --workers (or with --workers 1)');
 
+      if (!!f.policy === !!f.server) throw new UsageError('give exactly one of --policy <ckpt> and --server <url>');
+      if (f.token && !f.server) throw new UsageError('--token applies only with --server');
+      if (f.server) {
+        if (f.sampler || workers > 1 || f.runtime !== 'auto') throw new UsageError('--sampler, --workers and --runtime choose how a local policy runs; with --server the server decides');
+        if (!/^wss?:\/\//.test(f.server)) throw new UsageError(`--server must be a ws:// or wss:// URL, got "${f.server}"`);
+        let client: PolicyClient;
+        try {
+          client = await PolicyClient.connect(f.server, { token: f.token });
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        const remote = new RemotePolicy(client);
+        if (client.policy.obsDim !== 20 || client.policy.cameras.length) throw new UsageError(`${f.server}: the served policy observes ${client.policy.obsDim} values per step${client.policy.cameras.length ? ' and cameras' : ''}; PushT evaluation over a server provides the 20-D keypoint observation`);
+        const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
+        const res = await evaluatePushTAsync(remote, {
+          seeds, batchSize: batch, maxSteps, perturb,
+          // A server is evaluated as a robot would use it: the world moves during the round trip.
+          realtime: realtime ?? { latency: { kind: 'measured' } },
+          onStep: (i, env) => {
+            if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
+          },
+          onEpisode: (e) => process.stderr.write(episodeLine(e)),
+        });
+        remote.dispose();
+        await writeOutputs(f, seeds, res, frames, { server: f.server, policyId: client.policy.id, kind: client.policy.kind, runtime: client.policy.runtime, workers: 1, maxSteps, perturb });
+        return;
+      }
+      const policyPath = f.policy!;
       const backend = await initEngine();
       let plan;
       try {
-        plan = await planRuntime(resolvePath(f.policy), f.runtime as RuntimeChoice, workers > 1 ? 'worker threads evaluate on tfjs' : f.sampler ? 'a sampler applies to tfjs policies' : null);
+        plan = await planRuntime(resolvePath(policyPath), f.runtime as RuntimeChoice, workers > 1 ? 'worker threads evaluate on tfjs' : f.sampler ? 'a sampler applies to tfjs policies' : null);
       } catch (e) {
         throw e instanceof BundleError ? new UsageError(e.message) : e;
       }
       if (plan.runtime === 'onnx') {
-        const onnx = await openOnnxPolicy(resolvePath(f.policy), plan.isBundle);
-        if (onnx.manifest.obsDim !== 20) throw new UsageError(`${f.policy}: policy observes ${onnx.manifest.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
+        const onnx = await openOnnxPolicy(resolvePath(policyPath), plan.isBundle);
+        if (onnx.manifest.obsDim !== 20) throw new UsageError(`${policyPath}: policy observes ${onnx.manifest.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
         const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
         const res = await evaluatePushTAsync(onnx, {
           seeds, batchSize: batch, maxSteps, realtime, perturb,
@@ -132,7 +166,7 @@ export function registerEvalCommand(program: Command): void {
         await writeOutputs(f, seeds, res, frames, { policy: f.policy, kind: onnx.kind, runtime: 'onnx', sampler: null, workers: 1, maxSteps, perturb });
         return;
       }
-      const policy = await loadPolicy(resolvePath(f.policy));
+      const policy = await loadPolicy(resolvePath(policyPath));
       if (f.sampler) {
         try {
           applySampler(policy, f.sampler);
@@ -143,11 +177,11 @@ export function registerEvalCommand(program: Command): void {
       if (policy instanceof ChunkPolicy) {
         const want = policy.config.vision ? 2 : 20;
         const what = policy.config.vision ? 'the agent position (2-D) beside its camera' : 'the 20-D keypoint observation';
-        if (policy.config.obsDim !== want) throw new UsageError(`${f.policy}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides ${what}`);
+        if (policy.config.obsDim !== want) throw new UsageError(`${policyPath}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides ${what}`);
         try {
           pushtObsType(policy);
         } catch (e) {
-          throw new UsageError(`${f.policy}: ${(e as Error).message}`);
+          throw new UsageError(`${policyPath}: ${(e as Error).message}`);
         }
       }
       const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
@@ -172,7 +206,7 @@ export function registerEvalCommand(program: Command): void {
         // Each worker loads the same checkpoint with the same sampler; this thread's copy
         // (checked above) measures the batch-1 latency once the workers are done.
         res = await evaluatePushTParallel(
-          { checkpoint: resolvePath(f.policy), sampler: f.sampler },
+          { checkpoint: resolvePath(policyPath), sampler: f.sampler },
           { seeds, workers, batchSize: batch, maxSteps, realtime, perturb, onEpisode, policy, engine: { backend } },
         );
       }
