@@ -89,8 +89,8 @@ describe('runExperiment', () => {
     const before = await fs.readFile(path.join(dir, 'timing.json'), 'utf8');
     await runExperiment({ ...base, trainSteps: 6 });
     expect(await fs.readFile(path.join(dir, 'timing.json'), 'utf8')).toBe(before);
-    // Other OneDP-S rates redo that student (and its evaluation) only; its default rates are the DDPM ones.
-    expect(report).toContain('DDPM teacher: OneDP-S lr 0.001 / 0.01, OneDP-D lr 0.0003');
+    // Other OneDP-S rates redo that student (and its evaluation) only.
+    expect(report).toContain('OneDP-S lr 0.001 / 0.01, OneDP-D lr 0.0003');
     await runExperiment({ ...base, trainSteps: 6, lrScore: 5e-3 });
     const after = await readJson<Timing>(path.join(dir, 'timing.json'));
     expect(after['distill onedp-s']).toHaveLength(3);

@@ -184,7 +184,7 @@ describe('ONNX export and onnxruntime', () => {
     await fs.writeFile(path.join(trunc, 'policy.json'), '{"format": ');
     await expect(OnnxPolicy.load(trunc)).rejects.toThrow(/policy\.json: not valid JSON/);
     const o = await OnnxPolicy.load(bundle);
-    await expect(o.predict({ batch: 2, data: { obs: new Float32Array(7) } })).rejects.toThrow(/expected "obs" with 2 x 2 x 5 values, got 7/);
+    await expect(o.predict({ batch: 2, data: { obs: new Float32Array(7) } })).rejects.toThrow(/bundle: predict: expected "obs" with 2 x 2 x 5 values \(policy.json\), got 7/);
     await o.dispose();
   });
 

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -289,6 +289,53 @@ describe('zarr replay buffer', () => {
       await setEpisodeEnds(p, [5, 12, 20]);
       await editJson(path.join(p, 'data', 'state', '.zarray'), (j) => (j.shape = [19, 5]));
       await expect(readReplayBuffer(p)).rejects.toThrow(startsWith(path.join(p, 'data', 'state'), ': shape mismatch: 19 frames but data/action has 20'));
+    });
+  });
+
+  describe('a write that fails halfway', () => {
+    const listing = async (dir: string) => (await fs.readdir(dir)).sort();
+    it('fails while writing a chunk: the previous dataset is intact and no temporary directory is left', async () => {
+      const dir = await tmpdir();
+      const out = path.join(dir, 'ds.zarr');
+      await writeReplayBuffer(out, makeBuffer([4, 3], 1));
+      const before = await readReplayBuffer(out);
+      const real = fs.writeFile.bind(fs);
+      let calls = 0;
+      const spy = vi.spyOn(fs, 'writeFile').mockImplementation(async (...args: Parameters<typeof fs.writeFile>) => {
+        // The temporary directory and its first files exist by the fifth write.
+        if (++calls === 5) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        return real(...args);
+      });
+      try {
+        await expect(writeReplayBuffer(out, makeBuffer([2, 2, 2], 2))).rejects.toThrow(startsWith(out, ': cannot write dataset: ENOSPC'));
+      } finally {
+        spy.mockRestore();
+      }
+      expect(calls).toBeGreaterThanOrEqual(5);
+      expect(await listing(dir)).toEqual(['ds.zarr']);
+      const after = await readReplayBuffer(out);
+      expect(after.episodeEnds).toEqual(before.episodeEnds);
+      expect(Array.from(after.get('state').data)).toEqual(Array.from(before.get('state').data));
+    });
+
+    it('fails when moving the new dataset into place: the old one is moved back, nothing else remains', async () => {
+      const dir = await tmpdir();
+      const out = path.join(dir, 'ds.zarr');
+      await writeReplayBuffer(out, makeBuffer([4, 3], 1));
+      const real = fs.rename.bind(fs);
+      let calls = 0;
+      // The first rename moves the old dataset aside; the second (new into place) fails.
+      const spy = vi.spyOn(fs, 'rename').mockImplementation(async (a, b) => {
+        if (++calls === 2) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+        return real(a, b);
+      });
+      try {
+        await expect(writeReplayBuffer(out, makeBuffer([2, 2, 2], 2))).rejects.toThrow(startsWith(out, ': cannot write dataset: EIO'));
+      } finally {
+        spy.mockRestore();
+      }
+      expect(await listing(dir)).toEqual(['ds.zarr']);
+      expect((await readReplayBuffer(out)).episodeEnds).toEqual([4, 7]);
     });
   });
 });

@@ -6,7 +6,7 @@ import { defaultObsSpec, policyBuffer } from '../data/obs_spec.js';
 import { loadDiffusionPolicy } from '../policy/load.js';
 import type { DiffusionPolicyConfig } from '../policy/diffusion_policy.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
-import { distillOneDp, DEFAULT_DISTILL_CONFIG, DDPM_ONEDP_S_RATES, type DistillConfig } from '../distill/distill.js';
+import { distillOneDp, DEFAULT_DISTILL_CONFIG, ONEDP_S_RATES, type DistillConfig } from '../distill/distill.js';
 import { distillConsistency, DEFAULT_CONSISTENCY_CONFIG, type ConsistencyConfig } from '../distill/consistency.js';
 import { UsageError, parseFloatFlag, parseIntFlag } from './errors.js';
 import { resolvePath } from './commands.js';
@@ -39,8 +39,8 @@ export function registerDistillCommand(program: Command): void {
     .option('--dataset <path>', 'training data (default: the teacher\'s dataset)')
     .option('--steps <n>', `distillation steps (default ${DEFAULT_DISTILL_CONFIG.steps})`)
     .option('--batch-size <n>', `batch size (default ${DEFAULT_DISTILL_CONFIG.batchSize})`)
-    .option('--lr-generator <x>', `OneDP generator learning rate (default ${DEFAULT_DISTILL_CONFIG.lrGenerator}, ${DDPM_ONEDP_S_RATES.lrGenerator} for OneDP-S from a DDPM teacher; paper 1e-6)`)
-    .option('--lr-score <x>', `OneDP score-network learning rate (default ${DEFAULT_DISTILL_CONFIG.lrScore}, ${DDPM_ONEDP_S_RATES.lrScore} from a DDPM teacher; paper 2e-5)`)
+    .option('--lr-generator <x>', `OneDP generator learning rate (default ${ONEDP_S_RATES.lrGenerator} for OneDP-S, ${DEFAULT_DISTILL_CONFIG.lrGenerator} for OneDP-D; paper 1e-6)`)
+    .option('--lr-score <x>', `OneDP-S score-network learning rate (default ${ONEDP_S_RATES.lrScore}; paper 2e-5)`)
     .option('--lr-schedule <s>', `OneDP: constant or cosine (decay both rates to 0 over the run; default ${DEFAULT_DISTILL_CONFIG.lrSchedule})`)
     .option('--ema <decay>', `OneDP: cap of the generator's weight average that is saved, in [0, 1); 0 saves the raw weights (default ${DEFAULT_DISTILL_CONFIG.emaDecay})`)
     .option('--lr <x>', `cp: student learning rate (default ${DEFAULT_CONSISTENCY_CONFIG.lr}, AdamW betas 0.95/0.999)`)

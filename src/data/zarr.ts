@@ -120,6 +120,9 @@ async function readJson(file: string, what: string): Promise<unknown> {
   }
 }
 
+/** The most values one array may hold: 2^31, a 2 GiB uint8 image array or 8 GiB of float32. */
+const MAX_VALUES = 2 ** 31;
+
 /** Reads and validates `<dir>/.zarray`; `what` names the array in "missing ..." messages. */
 async function readZarray(dir: string, what: string): Promise<ZarrayV2> {
   const raw = await readJson(path.join(dir, '.zarray'), what);
@@ -133,6 +136,10 @@ async function readZarray(dir: string, what: string): Promise<ZarrayV2> {
   if (!isIntArray(m.chunks, 1) || (m.chunks as number[]).length !== (m.shape as number[]).length) {
     fail(`invalid chunks ${JSON.stringify(m.chunks)} for shape ${JSON.stringify(m.shape)}`);
   }
+  // Sizes a corrupt .zarray could claim would otherwise surface as an allocation failure.
+  const values = prod(m.shape as number[]);
+  if (!Number.isSafeInteger(values) || values > MAX_VALUES) fail(`shape ${JSON.stringify(m.shape)} holds ${values} values, more than onedp reads into memory (${MAX_VALUES})`);
+  if (prod(m.chunks as number[]) > MAX_VALUES) fail(`chunks ${JSON.stringify(m.chunks)} are larger than onedp reads into memory (${MAX_VALUES} values)`);
   if (!parseDtype(m.dtype)) {
     fail(`unsupported dtype ${JSON.stringify(m.dtype)} (expected a numeric dtype such as "<f4", "<f8", "|u1" or "<i8")`);
   }
@@ -161,6 +168,7 @@ async function requireGroup(dir: string, what: string): Promise<void> {
     throw new DatasetError(dir, v3 ? 'is a zarr v3 group; only zarr v2 is supported' : `not a zarr v2 group (no .zgroup)`);
   }
   const g = await readJson(path.join(dir, '.zgroup'), 'group metadata');
+  if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new DatasetError(dir, '.zgroup is not a JSON object');
   if ((g as { zarr_format?: unknown }).zarr_format !== 2) throw new DatasetError(dir, `.zgroup has zarr_format ${JSON.stringify((g as { zarr_format?: unknown }).zarr_format)}, expected 2`);
 }
 

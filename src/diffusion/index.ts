@@ -7,6 +7,30 @@ import { DDIMScheduler } from './ddim.js';
 import { EDMScheduler } from './edm.js';
 import type { NoiseScheduler, SchedulerConfig } from './types.js';
 
+/**
+ * Checks a stored schedule (from a checkpoint or an export) before anything is built from it:
+ * the sizes are bounded so a corrupt file cannot ask for a giant table.
+ */
+export function validateNoiseConfig(c: unknown, source: string): void {
+  const n = c as Record<string, unknown> | null;
+  if (!n || typeof n !== 'object') throw new Error(`${source}: noise schedule must be an object, got ${JSON.stringify(c)}`);
+  const optional = (key: string, ok: (v: number) => boolean, what: string) => {
+    const v = n[key];
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && ok(v))) throw new Error(`${source}: noise.${key} must be ${what}, got ${JSON.stringify(v)}`);
+  };
+  if (n.kind === 'ddpm' || n.kind === 'ddim') {
+    optional('numTrainTimesteps', (v) => Number.isInteger(v) && v >= 2 && v <= 10000, 'an integer in 2..10000');
+    if (n.kind === 'ddim') optional('numInferenceSteps', (v) => Number.isInteger(v) && v >= 1 && v <= 10000, 'an integer in 1..10000');
+    if (n.clipSample !== undefined && typeof n.clipSample !== 'boolean') throw new Error(`${source}: noise.clipSample must be true or false`);
+  } else if (n.kind === 'edm') {
+    optional('numSteps', (v) => Number.isInteger(v) && v >= 1 && v <= 1000, 'an integer in 1..1000');
+    for (const k of ['sigmaMin', 'sigmaMax', 'sigmaData', 'rho', 'pStd']) optional(k, (v) => v > 0 && v <= 1e4, 'a number in (0, 1e4]');
+    optional('pMean', (v) => Math.abs(v) <= 100, 'a number in [-100, 100]');
+  } else {
+    throw new Error(`${source}: noise.kind must be ddpm, ddim or edm, got ${JSON.stringify(n.kind)}`);
+  }
+}
+
 export function schedulerFromConfig(c: SchedulerConfig): NoiseScheduler {
   switch (c.kind) {
     case 'ddpm':

@@ -253,7 +253,7 @@ async function sameSettings(dir: string, want: Record<string, unknown>): Promise
 async function distillStage(o: ExperimentOptions, seed: number, teacherKind: NoiseKind, buffer: ReplayBuffer, dir: string, name: 'onedp-s' | 'onedp-d' | 'cp'): Promise<boolean> {
   const steps = name === 'cp' ? o.cpSteps : o.distillSteps;
   const teacherStep = await checkpointStep(path.join(dir, 'dp'));
-  const onedpConfig = name === 'cp' ? null : resolveDistillConfig(teacherKind, { method: name, steps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore });
+  const onedpConfig = name === 'cp' ? null : resolveDistillConfig({ method: name, steps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore });
   // OneDP-D has no score network, so its score rate does not matter.
   const settings = onedpConfig
     ? { lrGenerator: onedpConfig.lrGenerator, batchSize: onedpConfig.batchSize, ...(name === 'onedp-s' ? { lrScore: onedpConfig.lrScore } : {}) }

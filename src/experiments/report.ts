@@ -98,15 +98,11 @@ async function plots(r: ExperimentResult): Promise<string[]> {
   return out;
 }
 
-/** The OneDP learning rates each teacher's students ran with. */
+/** The OneDP learning rates the students ran with (the same from every teacher). */
 function distillRates(o: ExperimentResult['options']): string {
-  return o.teachers
-    .map((t) => {
-      const sCfg = resolveDistillConfig(t, { method: 'onedp-s', lrGenerator: o.lrGenerator, lrScore: o.lrScore });
-      const dCfg = resolveDistillConfig(t, { method: 'onedp-d', lrGenerator: o.lrGenerator });
-      return `${t.toUpperCase()} teacher: OneDP-S lr ${sCfg.lrGenerator} / ${sCfg.lrScore}, OneDP-D lr ${dCfg.lrGenerator}`;
-    })
-    .join('; ');
+  const sCfg = resolveDistillConfig({ method: 'onedp-s', lrGenerator: o.lrGenerator, lrScore: o.lrScore });
+  const dCfg = resolveDistillConfig({ method: 'onedp-d', lrGenerator: o.lrGenerator });
+  return `OneDP-S lr ${sCfg.lrGenerator} / ${sCfg.lrScore}, OneDP-D lr ${dCfg.lrGenerator}`;
 }
 
 export async function renderExperimentReport(r: ExperimentResult): Promise<string> {

@@ -130,8 +130,8 @@ export class OnnxPolicy implements AsyncPolicy {
     const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = m;
     const raw = obs.data.obs;
     const b = obs.batch;
-    if (!isInt(b)) throw new BundleError(`predict: batch must be a positive integer, got ${b}`);
-    if (!raw || raw.length !== b * to * obsDim) throw new BundleError(`predict: expected "obs" with ${b} x ${to} x ${obsDim} values, got ${raw ? raw.length : 'none'}`);
+    if (!isInt(b)) throw new BundleError(`${this.dir}: predict: batch must be a positive integer, got ${b}`);
+    if (!raw || raw.length !== b * to * obsDim) throw new BundleError(`${this.dir}: predict: expected "obs" with ${b} x ${to} x ${obsDim} values (policy.json), got ${raw ? raw.length : 'none'}`);
     const noise = noiseFor(b, opts, this.rng);
     const t0 = performance.now();
     const { cond } = await this.encoder.run({ obs: new this.ort.Tensor('float32', Float32Array.from(raw), [b, to, obsDim]) });

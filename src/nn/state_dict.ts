@@ -34,11 +34,15 @@ export interface LoadOptions {
 }
 
 /**
- * Loads PyTorch-layout tensors by name. Every problem (missing, unexpected, wrongly shaped) is
- * collected and reported together, naming each tensor and both shapes; nothing is assigned
- * unless everything matches.
+ * The checks of `loadStateDict` without assigning anything: works on a module built in meta mode
+ * (shapes only), so a checkpoint whose config does not fit its weights is rejected before the
+ * model is allocated.
  */
-export function loadStateDict(module: Module, tensors: Map<string, SafeTensor>, opts: LoadOptions = {}): void {
+export function checkStateDict(module: Module, tensors: Map<string, SafeTensor>, opts: LoadOptions = {}): void {
+  planLoad(module, tensors, opts);
+}
+
+function planLoad(module: Module, tensors: Map<string, SafeTensor>, opts: LoadOptions): [import('./module.js').Parameter, SafeTensor][] {
   const strict = opts.strict ?? true;
   const prefix = opts.prefix ?? '';
   const src = opts.source ? `${opts.source}: ` : '';
@@ -70,6 +74,16 @@ export function loadStateDict(module: Module, tensors: Map<string, SafeTensor>, 
     const more = problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : '';
     throw new StateDictError(`${src}state dict does not match the model:\n  ${shown}${more}`);
   }
+  return plan;
+}
+
+/**
+ * Loads PyTorch-layout tensors by name. Every problem (missing, unexpected, wrongly shaped) is
+ * collected and reported together, naming each tensor and both shapes; nothing is assigned
+ * unless everything matches.
+ */
+export function loadStateDict(module: Module, tensors: Map<string, SafeTensor>, opts: LoadOptions = {}): void {
+  const plan = planLoad(module, tensors, opts);
   for (const [p, t] of plan) {
     const value = tf.tidy(() => p.fromTorch(tf.tensor(toFloat32(t), t.shape, 'float32')));
     p.assign(value);

@@ -6,7 +6,7 @@
 import { tf } from '../engine/index.js';
 import { ConditionalUnet1D, type UnetConfig } from '../nn/unet1d.js';
 import { buildContext, type BuildContext } from '../nn/module.js';
-import { schedulerFromConfig, randn, type NoiseScheduler, type SchedulerConfig, type NetworkFn } from '../diffusion/index.js';
+import { validateNoiseConfig, schedulerFromConfig, randn, type NoiseScheduler, type SchedulerConfig, type NetworkFn } from '../diffusion/index.js';
 import { LinearNormalizer } from './normalizer.js';
 import { Rng } from '../util/rng.js';
 import { ChunkPolicy } from './chunk_policy.js';
@@ -58,6 +58,24 @@ export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy 
   if (c.nObsSteps - 1 + c.nActionSteps > c.horizon) {
     throw new Error(`${source}: nObsSteps - 1 + nActionSteps (${c.nObsSteps - 1 + c.nActionSteps}) exceeds the horizon ${c.horizon}`);
   }
+  // Bounds far beyond any published policy (horizon 16, 2048 channels), so a corrupt config is an
+  // error here rather than an allocation that takes the process down.
+  if (c.horizon > 1024) throw new Error(`${source}: horizon ${c.horizon} is beyond the supported 1024 steps`);
+  for (const [name, v, max] of [['obsDim', c.obsDim, 1 << 16], ['actionDim', c.actionDim, 1024], ['nObsSteps', c.nObsSteps, 64]] as const) {
+    if (v > max) throw new Error(`${source}: ${name} ${v} is beyond the supported ${max}`);
+  }
+  const u = c.unet as Partial<UnetShape> | undefined;
+  if (!u || typeof u !== 'object') throw new Error(`${source}: missing unet`);
+  if (!Array.isArray(u.downDims) || u.downDims.length < 1 || u.downDims.length > 6 || !u.downDims.every((d) => Number.isInteger(d) && d >= 1 && d <= 8192)) {
+    throw new Error(`${source}: unet.downDims must list 1 to 6 channel counts in 1..8192, got ${JSON.stringify(u.downDims)}`);
+  }
+  if (!Number.isInteger(u.kernelSize) || u.kernelSize! < 1 || u.kernelSize! > 31 || u.kernelSize! % 2 === 0) throw new Error(`${source}: unet.kernelSize must be an odd integer in 1..31, got ${JSON.stringify(u.kernelSize)}`);
+  if (!Number.isInteger(u.nGroups) || u.nGroups! < 1 || !u.downDims.every((d) => d % u.nGroups! === 0)) throw new Error(`${source}: unet.nGroups must divide every channel count ${JSON.stringify(u.downDims)}, got ${JSON.stringify(u.nGroups)}`);
+  if (!Number.isInteger(u.diffusionStepEmbedDim) || u.diffusionStepEmbedDim! < 4 || u.diffusionStepEmbedDim! > 8192 || u.diffusionStepEmbedDim! % 2) {
+    throw new Error(`${source}: unet.diffusionStepEmbedDim must be an even integer in 4..8192, got ${JSON.stringify(u.diffusionStepEmbedDim)}`);
+  }
+  if (typeof u.condPredictScale !== 'boolean') throw new Error(`${source}: unet.condPredictScale must be true or false, got ${JSON.stringify(u.condPredictScale)}`);
+  validateNoiseConfig(c.noise, source);
   const mult = 2 ** (c.unet.downDims.length - 1);
   if (c.horizon % mult !== 0) throw new Error(`${source}: horizon ${c.horizon} must be a multiple of ${mult} for ${c.unet.downDims.length} U-Net levels`);
   if (c.noise.kind !== 'ddpm' && c.noise.kind !== 'edm') throw new Error(`${source}: training noise schedule must be ddpm or edm, got ${c.noise.kind}`);

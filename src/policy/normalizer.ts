@@ -71,9 +71,12 @@ export class LinearNormalizer {
     if (!json || typeof json !== 'object') throw new Error(`${source}: normalizer is missing`);
     const params: Record<string, NormalizerParams> = {};
     for (const [k, v] of Object.entries(json as Record<string, unknown>)) {
+      if (!v || typeof v !== 'object') throw new Error(`${source}: normalizer entry "${k}" is not an object`);
       const p = v as Partial<NormalizerParams>;
       const ok = (a: unknown): a is number[] => Array.isArray(a) && a.every((x) => typeof x === 'number' && Number.isFinite(x));
       if (!ok(p.scale) || !ok(p.offset) || p.scale.length !== p.offset.length) throw new Error(`${source}: normalizer entry "${k}" is malformed`);
+      // A zero scale would turn every unnormalised action into Infinity.
+      if (p.scale.includes(0)) throw new Error(`${source}: normalizer entry "${k}" has a zero scale`);
       params[k] = { scale: p.scale, offset: p.offset, min: ok(p.min) ? p.min : [], max: ok(p.max) ? p.max : [] };
     }
     return new LinearNormalizer(params);
