@@ -12,6 +12,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { collectPushT } from '../envs/collect.js';
 import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
@@ -20,7 +21,7 @@ import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import type { ReplayBuffer } from '../data/replay.js';
 import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { trainPolicy } from '../train/trainer.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { latestCheckpoint, loadCheckpoint } from '../train/checkpoint.js';
 import { loadDiffusionPolicy, loadPolicy } from '../policy/load.js';
 import { distillOneDp, resolveDistillConfig } from '../distill/distill.js';
 import { distillConsistency } from '../distill/consistency.js';
@@ -353,6 +354,13 @@ export interface RealtimeTable {
   rows: { method: string; cells: RealtimeCell[] }[];
 }
 
+/** Identifies the checkpoint a row's policy loads: a digest of its checkpoint.json. */
+async function policyStamp(dir: string, policy: RowSpec['policy']): Promise<string> {
+  const latest = await latestCheckpoint(path.join(dir, policy, 'checkpoints'));
+  const text = latest ? await fs.readFile(path.join(latest, 'checkpoint.json'), 'utf8').catch(() => '') : '';
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
 /**
  * The dynamic case: the curve seed's policies on PushT whose block is moved when the agent nears
  * it, first with the simulator waiting for the policy, then in real time at a fixed per-NFE cost.
@@ -365,12 +373,14 @@ async function realtimeTable(o: ExperimentOptions): Promise<RealtimeTable> {
     const cells: RealtimeCell[] = [];
     for (const ms of [0, ...o.realtimeNfeMs]) {
       const file = path.join(o.out, 'realtime', `${spec.teacher}-${spec.slug}-perturb${o.perturb}-${ms}ms.json`);
-      let cell = await readJson<RealtimeCell>(file);
-      if (!cell) {
+      // A cell is stale once its policy was trained or distilled again.
+      const stamp = await policyStamp(seedDir(o, curveSeedOf(o), spec.teacher), spec.policy);
+      let cell = await readJson<RealtimeCell & { policy?: string }>(file);
+      if (!cell || cell.policy !== stamp) {
         const policy = await loadRowPolicy(seedDir(o, curveSeedOf(o), spec.teacher), spec);
         const res = evaluatePushT(policy, { seeds: o.testSeeds, batchSize: 50, latencyReps: 0, perturb: o.perturb, ...(ms > 0 ? { realtime: { latency: { kind: 'nfe' as const, perNfeMs: ms } } } : {}) });
         policy.dispose();
-        cell = { score: res.meanScore, success: res.successRate, completionSeconds: res.meanCompletionSeconds, meanDelayPeriods: res.realtime?.meanDelayPeriods ?? null };
+        cell = { score: res.meanScore, success: res.successRate, completionSeconds: res.meanCompletionSeconds, meanDelayPeriods: res.realtime?.meanDelayPeriods ?? null, policy: stamp };
         await fs.mkdir(path.dirname(file), { recursive: true });
         await writeFileAtomic(file, JSON.stringify(cell));
         log(`real time ${spec.label} ${ms} ms/NFE: score ${cell.score.toFixed(3)}, success ${cell.success.toFixed(2)}`);
