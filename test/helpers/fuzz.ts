@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { encode, decode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
 import { Rng } from '../../src/util/rng.js';
+import { FIXTURES } from './fixtures.js';
 import { parseSafetensors, serializeSafetensors, f32Tensor } from '../../src/io/safetensors.js';
 import { loadCheckpoint, saveCheckpoint } from '../../src/train/checkpoint.js';
 import { loadPolicy } from '../../src/policy/load.js';
@@ -147,7 +148,7 @@ export async function makeTargets(work: string): Promise<Target[]> {
   });
 
   // 3. zarr: metadata and chunks of the interchange fixture.
-  const fixture = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../shared/fixtures/interchange/pusht_mini_replay.zarr');
+  const fixture = path.join(FIXTURES, 'interchange', 'pusht_mini_replay.zarr');
   const zroot = path.join(work, 'mini.zarr');
   await fs.cp(fixture, zroot, { recursive: true });
   const files: string[] = [];
