@@ -97,11 +97,11 @@ export function pushtLatency(policy: Policy, seeds: number[], reps = 10): Latenc
   return measureLatency(policy, latencyHistories(policy, seeds), reps);
 }
 
-export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
+/** What both PushT drivers share: the environment, the observer and the real-time settings. */
+function pushtRun(policy: Pick<Policy, 'cameras'>, opts: PushTEvalOptions) {
   const obsType = pushtObsType(policy);
   const { envObs, observe } = observerFor(obsType);
-  const common: EvalOptions<PushTEnv<'keypoints' | 'state'>> = {
-    policy,
+  const common: Omit<EvalOptions<PushTEnv<'keypoints' | 'state'>>, 'policy'> = {
     makeEnv: () => makePushTEnv(opts.perturb, envObs),
     observe,
     seeds: opts.seeds,
@@ -111,19 +111,17 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
     onEpisode: opts.onEpisode,
     onStep: opts.onStep,
   };
-  let summary: EvalSummary;
-  let realtime: PushTEvalResult['realtime'] = null;
-  if (opts.realtime) {
-    const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
-    const rt = evaluateRealtime({ ...common, realtime: { agentPosition, ...opts.realtime } });
-    summary = rt;
-    realtime = rt.realtime;
-  } else {
-    summary = evaluate(common);
-  }
+  const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
+  const realtime = opts.realtime ? { agentPosition, ...opts.realtime } : null;
+  return { common, realtime };
+}
+
+export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEvalResult {
+  const { common, realtime } = pushtRun(policy, opts);
+  const summary: EvalSummary | RealtimeSummary = realtime ? evaluateRealtime({ ...common, policy, realtime }) : evaluate({ ...common, policy });
   const reps = opts.latencyReps ?? 10;
   const latency = reps > 0 ? pushtLatency(policy, opts.seeds, reps) : null;
-  return { ...summary, latency, realtime };
+  return { ...summary, latency, realtime: realtime ? (summary as RealtimeSummary).realtime : null };
 }
 
 /**
@@ -131,30 +129,9 @@ export function evaluatePushT(policy: Policy, opts: PushTEvalOptions): PushTEval
  * episodes, seeds and noise, ordinary or in real time.
  */
 export async function evaluatePushTAsync(policy: AsyncPolicy, opts: PushTEvalOptions): Promise<PushTEvalResult> {
-  const obsType = pushtObsType(policy);
-  const { envObs, observe } = observerFor(obsType);
-  const common = {
-    policy,
-    makeEnv: () => makePushTEnv(opts.perturb, envObs),
-    observe,
-    seeds: opts.seeds,
-    batchSize: opts.batchSize,
-    noiseSeed: opts.noiseSeed,
-    maxSteps: opts.maxSteps,
-    onEpisode: opts.onEpisode,
-    onStep: opts.onStep,
-  };
-  let summary: EvalSummary;
-  let realtime: PushTEvalResult['realtime'] = null;
-  if (opts.realtime) {
-    const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
-    const rt = await evaluateRealtimeAsync({ ...common, realtime: { agentPosition, ...opts.realtime } });
-    summary = rt;
-    realtime = rt.realtime;
-  } else {
-    summary = await evaluateAsync(common);
-  }
+  const { common, realtime } = pushtRun(policy, opts);
+  const summary: EvalSummary | RealtimeSummary = realtime ? await evaluateRealtimeAsync({ ...common, policy, realtime }) : await evaluateAsync({ ...common, policy });
   const reps = opts.latencyReps ?? 10;
   const latency = reps > 0 ? await measureLatencyAsync(policy, latencyHistories(policy, opts.seeds), reps) : null;
-  return { ...summary, latency, realtime };
+  return { ...summary, latency, realtime: realtime ? (summary as RealtimeSummary).realtime : null };
 }
