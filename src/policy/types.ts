@@ -29,7 +29,8 @@ export interface PolicyOutput {
   timing: PolicyTiming;
 }
 
-export interface Policy {
+/** What every policy says about itself, however it runs. */
+export interface PolicyShape {
   readonly kind: string;
   readonly nObsSteps: number;
   readonly nActionSteps: number;
@@ -37,6 +38,9 @@ export interface Policy {
   readonly actionDim: number;
   /** Camera keys the policy observes besides "obs" (absent or empty for state policies). */
   readonly cameras?: readonly string[];
+}
+
+export interface Policy extends PolicyShape {
   /**
    * `seed` fixes the noise of this call; `rngs` gives one generator per batch row, so each
    * row's actions do not depend on the rest of the batch.
@@ -49,13 +53,7 @@ export interface Policy {
  * A policy whose predictions are asynchronous (an onnxruntime session): the same inputs, seeds and
  * outputs as `Policy.predictAction`.
  */
-export interface AsyncPolicy {
-  readonly kind: string;
-  readonly nObsSteps: number;
-  readonly nActionSteps: number;
-  readonly horizon: number;
-  readonly actionDim: number;
-  readonly cameras?: readonly string[];
+export interface AsyncPolicy extends PolicyShape {
   predict(obs: ObservationBatch | number[][][], opts?: { seed?: number; rngs?: Rng[] }): Promise<PolicyOutput>;
   dispose(): Promise<void> | void;
 }
