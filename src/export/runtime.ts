@@ -61,6 +61,9 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
   for (const k of ['obsDim', 'actionDim', 'horizon', 'nObsSteps', 'nActionSteps'] as const) {
     if (!isInt(m[k])) throw new BundleError(`${file}: "${k}" must be a positive integer, got ${JSON.stringify(m[k])}`);
   }
+  for (const [k, max] of [['obsDim', 1 << 16], ['actionDim', 1024], ['horizon', 1024], ['nObsSteps', 64], ['nActionSteps', 1024]] as const) {
+    if (m[k]! > max) throw new BundleError(`${file}: "${k}" ${m[k]} is beyond the supported ${max}`);
+  }
   if (m.nActionSteps! + m.nObsSteps! - 1 > m.horizon!) throw new BundleError(`${file}: nObsSteps + nActionSteps - 1 exceeds the horizon`);
   if (!['onedp-s', 'onedp-d', 'diffusion-policy', 'consistency-policy'].includes(m.kind as string)) throw new BundleError(`${file}: unknown kind ${JSON.stringify(m.kind)}`);
   const files = m.files;
@@ -134,13 +137,21 @@ export class OnnxPolicy implements AsyncPolicy {
     if (!raw || raw.length !== b * to * obsDim) throw new BundleError(`${this.dir}: predict: expected "obs" with ${b} x ${to} x ${obsDim} values (policy.json), got ${raw ? raw.length : 'none'}`);
     const noise = noiseFor(b, opts, this.rng);
     const t0 = performance.now();
-    const { cond } = await this.encoder.run({ obs: new this.ort.Tensor('float32', Float32Array.from(raw), [b, to, obsDim]) });
+    // A policy.json that disagrees with its graphs surfaces here, as onnxruntime's shape errors.
+    const run = async (s: Ort.InferenceSession, feeds: Record<string, Ort.Tensor>, file: string) => {
+      try {
+        return await s.run(feeds);
+      } catch (e) {
+        throw new BundleError(`${path.join(this.dir, file)}: onnxruntime rejected the inputs policy.json describes (${(e as Error).message.split('\n')[0]})`);
+      }
+    };
+    const { cond } = await run(this.encoder, { obs: new this.ort.Tensor('float32', Float32Array.from(raw), [b, to, obsDim]) }, m.files.encoder);
     const t1 = performance.now();
     const feeds: Record<string, Ort.Tensor> = { cond };
     // Drawn for OneDP-D too, so that the generator's state advances as the tfjs policy's does.
     const z = noise.fillNormal(new Float32Array(b * horizon * actionDim));
     if (m.kind === 'onedp-s') feeds.noise = new this.ort.Tensor('float32', z, [b, horizon, actionDim]);
-    const { action } = await this.action.run(feeds);
+    const { action } = await run(this.action, feeds, m.files.action);
     const chunk = action.data as Float32Array;
     const t2 = performance.now();
     cond.dispose();
