@@ -115,6 +115,12 @@ export function registerEvalCommand(program: Command): void {
       if (render > 0 && !f.out) throw new UsageError('--render needs --out <dir> to write the frames to');
       const workers = workerCount(parseIntFlag('workers', f.workers), seeds.length);
       if (render > 0 && workers > 1) throw new UsageError('--render records frames in the main thread; use it without --workers (or with --workers 1)');
+      // Every path records the first episodes' frames and logs episodes the same way.
+      const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
+      const onStep = (i: number, env: { render(size: number): Uint8Array }) => {
+        if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
+      };
+      const onEpisode = (e: EpisodeResult) => process.stderr.write(episodeLine(e));
 
       if (!!f.policy === !!f.server) throw new UsageError('give exactly one of --policy <ckpt> and --server <url>');
       if (f.token && !f.server) throw new UsageError('--token applies only with --server');
@@ -129,15 +135,12 @@ export function registerEvalCommand(program: Command): void {
         }
         const remote = new RemotePolicy(client);
         if (client.policy.obsDim !== 20 || client.policy.cameras.length) throw new UsageError(`${f.server}: the served policy observes ${client.policy.obsDim} values per step${client.policy.cameras.length ? ' and cameras' : ''}; PushT evaluation over a server provides the 20-D keypoint observation`);
-        const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
         const res = await evaluatePushTAsync(remote, {
           seeds, batchSize: batch, maxSteps, perturb,
           // A server is evaluated as a robot would use it: the world moves during the round trip.
           realtime: realtime ?? { latency: { kind: 'measured' } },
-          onStep: (i, env) => {
-            if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
-          },
-          onEpisode: (e) => process.stderr.write(episodeLine(e)),
+          onStep,
+          onEpisode,
         });
         remote.dispose();
         await writeOutputs(f, seeds, res, frames, { server: f.server, policyId: client.policy.id, kind: client.policy.kind, runtime: client.policy.runtime, workers: 1, maxSteps, perturb });
@@ -154,13 +157,10 @@ export function registerEvalCommand(program: Command): void {
       if (plan.runtime === 'onnx') {
         const onnx = await openOnnxPolicy(resolvePath(policyPath), plan.isBundle);
         if (onnx.manifest.obsDim !== 20) throw new UsageError(`${policyPath}: policy observes ${onnx.manifest.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
-        const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
         const res = await evaluatePushTAsync(onnx, {
           seeds, batchSize: batch, maxSteps, realtime, perturb,
-          onStep: (i, env) => {
-            if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
-          },
-          onEpisode: (e) => process.stderr.write(episodeLine(e)),
+          onStep,
+          onEpisode,
         });
         await onnx.dispose();
         await writeOutputs(f, seeds, res, frames, { policy: f.policy, kind: onnx.kind, runtime: 'onnx', sampler: null, workers: 1, maxSteps, perturb });
@@ -184,8 +184,6 @@ export function registerEvalCommand(program: Command): void {
           throw new UsageError(`${policyPath}: ${(e as Error).message}`);
         }
       }
-      const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
-      const onEpisode = (e: EpisodeResult) => process.stderr.write(episodeLine(e));
       let res: PushTEvalResult;
       if (workers === 1) {
         res = evaluatePushT(policy, {
@@ -194,9 +192,7 @@ export function registerEvalCommand(program: Command): void {
           maxSteps,
           realtime,
           perturb,
-          onStep: (i, env) => {
-            if (i < frames.length) frames[i].push(env.render(RENDER_SIZE));
-          },
+          onStep,
           onEpisode,
         });
       } else {
