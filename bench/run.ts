@@ -15,6 +15,7 @@ import { benchDistill } from './distill.js';
 import { benchEnv } from './env.js';
 import { benchImage } from './image.js';
 import { benchSpeed } from './speed.js';
+import { benchDeploy } from './deploy.js';
 
 type Section = (rows: BenchRow[], opts: { quick: boolean; peer: boolean }) => Promise<void | Record<string, unknown>>;
 
@@ -25,6 +26,7 @@ const SECTIONS: Record<string, Section> = {
   distill: benchDistill,
   env: benchEnv,
   image: benchImage,
+  deploy: benchDeploy,
   big: benchBig,
 };
 

@@ -8,5 +8,5 @@ import { fuzz } from '../test/helpers/fuzz.js';
 
 await initEngine({ backend: 'wasm' });
 const n = Number(process.argv[2] ?? 10000);
-for (const r of await fuzz(n, 1, process.argv[3] ? process.argv[3].split(',') : undefined)) console.log(JSON.stringify(r));
+for (const r of await fuzz(n, 1, process.argv[3] ? process.argv[3].split(',') : undefined, (line) => process.stderr.write(`${line}\n`))) console.log(JSON.stringify(r));
 process.exit(0);

@@ -2,7 +2,10 @@
  * ONNX export and the onnxruntime backend: every exported kind (OneDP-S/D from DDPM and EDM
  * teachers, the diffusion policy's denoiser with and without FiLM scale, Consistency Policy's
  * student) gives tfjs's output within 1e-4 in normalised units, with every weight randomised so
- * that no layer passes by being at its initial value; bad bundles and observations get errors
+ * that no layer passes by being at its initial value; image policies' encoders (ResNet with
+ * GroupNorm, spatial softmax, the centre crop of uint8 frames) give tfjs's conditioning; a
+ * diffusion policy's sampler loops (DDPM-100, DDIM-N, EDM Heun) around the onnxruntime denoiser
+ * give tfjs's chunks for the same seed; bad bundles and observations get errors
  * naming the problem; a failing atomic write leaves the old file and no debris.
  */
 import { describe, expect, it } from 'vitest';
@@ -22,10 +25,13 @@ import { ConsistencyPolicy } from '../src/distill/consistency.js';
 import { saveCheckpoint } from '../src/train/checkpoint.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { exportOnnx } from '../src/export/export.js';
-import { OnnxPolicy } from '../src/export/runtime.js';
+import { OnnxPolicy, planRuntime } from '../src/export/runtime.js';
 import { describeModel } from '../src/export/graph.js';
 import { Rng } from '../src/util/rng.js';
 import { evaluatePushT, evaluatePushTAsync } from '../src/eval/pusht.js';
+import { toPolicyObs } from '../src/policy/obs_encoder.js';
+import { parseSampler } from '../src/diffusion/index.js';
+import type { PolicyOutput } from '../src/policy/types.js';
 
 useWasmEngine();
 
@@ -77,6 +83,35 @@ async function onedpCheckpoint(dir: string, noise: 'ddpm' | 'edm', method: OneDp
     tensors: { generator: stateDict(p.generator) },
   });
   return p;
+}
+
+/** Largest difference of two predictions' chunks, in normalised units. */
+function chunkGap(a: PolicyOutput, b: PolicyOutput, scale: ArrayLike<number>): number {
+  let max = 0;
+  const fb = b.chunk.flat(1);
+  a.chunk.flat(1).forEach((row, i) => row.forEach((v, d) => (max = Math.max(max, Math.abs(v - fb[i][d]) * scale[d]))));
+  return max;
+}
+
+/** An image policy on 72x72 frames cropped to 64 (a 2x2 keypoint map), narrow ResNet widths. */
+function imageConfig(noise: 'ddpm' | 'edm'): DiffusionPolicyConfig {
+  return { ...config(noise), obsDim: 2, vision: { cameras: ['image'], frameSize: 72, cropSize: 64, encoder: { numKeypoints: 8, featureDim: 12, widths: [16, 32, 64, 128] } } };
+}
+
+const IMAGE_NORMALIZER = LinearNormalizer.fit({
+  obs: { values: Float32Array.from([10, 20, 500, 400, 250, 30]), dim: 2 },
+  action: { values: Float32Array.from([0, 10, 512, 500]), dim: 2 },
+});
+
+function imageObs(seed: number, batch = 2) {
+  const rng = new Rng(seed);
+  return {
+    batch,
+    data: {
+      obs: Float32Array.from({ length: batch * 2 * 2 }, () => 500 * rng.uniform()),
+      image: Uint8Array.from({ length: batch * 2 * 72 * 72 * 3 }, () => Math.floor(256 * rng.uniform())),
+    },
+  };
 }
 
 describe('ONNX export and onnxruntime', () => {
@@ -153,7 +188,75 @@ describe('ONNX export and onnxruntime', () => {
     const header = describeModel(await fs.readFile(path.join(ck, 'bundle', 'consistency.onnx')));
     expect(header.inputs).toEqual(['sample', 'timestep', 'stop', 'cond']);
     expect(header.opset).toBe(17);
+    // The CP bundle loads, but acting with it is tfjs's job, and eval says so before it starts.
+    const cpBundle = await OnnxPolicy.load(path.join(ck, 'bundle'));
+    await expect(cpBundle.predict({ batch: 1, data: { obs: new Float32Array(2 * OBS_DIM) } })).rejects.toThrow(/chained jumps run on tfjs/);
+    await cpBundle.dispose();
+    await expect(planRuntime(path.join(ck, 'bundle'), 'auto')).rejects.toThrow(/chained jumps run on tfjs/);
+    expect((await planRuntime(ck, 'auto')).runtime).toBe('tfjs');
     cp.dispose();
+  });
+
+  it('image policies: the exported encoder (uint8 frames, centre crop, ResNet/GroupNorm, spatial softmax) and the one-step generator match tfjs', async () => {
+    const dir = await tmp();
+    const pc = imageConfig('edm');
+    const gen = { method: 'onedp-s' as const, tInit: 65, sigmaInit: 2.5 };
+    const p = new OneDpPolicy(pc, gen, IMAGE_NORMALIZER, 3);
+    randomise(p.generator, 21);
+    await saveCheckpoint(path.join(dir, 'ck'), 'step-0000001', { meta: { kind: 'onedp', method: 'onedp-s', policyConfig: pc, generator: gen, normalizer: IMAGE_NORMALIZER.toJSON(), step: 1 }, tensors: { generator: stateDict(p.generator) } });
+    const r = await exportOnnx(path.join(dir, 'ck'), path.join(dir, 'bundle'));
+    expect(r.manifest.vision?.cameras).toEqual(['image']);
+    expect(r.manifest.io.encoder.inputs.image).toEqual(['batch', 2, 72, 72, 3]);
+    const obs = imageObs(5);
+    // The conditioning itself, before the generator: features of both frames and the position.
+    const enc = await ort.InferenceSession.create(path.join(dir, 'bundle', 'encoder.onnx'));
+    const { cond } = await enc.run({ obs: new ort.Tensor('float32', obs.data.obs, [2, 2, 2]), image: new ort.Tensor('uint8', obs.data.image, [2, 2, 72, 72, 3]) });
+    const want = tf.tidy(() => p.generator.encode(toPolicyObs(pc, IMAGE_NORMALIZER, 2, obs.data, 'center')).dataSync() as Float32Array);
+    expect(cond.dims).toEqual([2, 2 * (12 + 2)]);
+    let max = 0;
+    want.forEach((v, i) => (max = Math.max(max, Math.abs(v - (cond.data as Float32Array)[i]))));
+    expect(max).toBeLessThan(1e-4);
+    expect(Math.max(...want.map(Math.abs))).toBeGreaterThan(0.1);
+    // Frames matter: another image changes the features.
+    const other = imageObs(6);
+    const { cond: cond2 } = await enc.run({ obs: new ort.Tensor('float32', obs.data.obs, [2, 2, 2]), image: new ort.Tensor('uint8', other.data.image, [2, 2, 72, 72, 3]) });
+    expect(Math.abs((cond2.data as Float32Array)[0] - (cond.data as Float32Array)[0])).toBeGreaterThan(1e-3);
+    const o = await OnnxPolicy.load(path.join(dir, 'bundle'));
+    expect(o.cameras).toEqual(['image']);
+    expect(chunkGap(p.predictAction(obs, { seed: 4 }), await o.predict(obs, { seed: 4 }), IMAGE_NORMALIZER.params.action.scale)).toBeLessThan(1e-4);
+    await expect(o.predict({ batch: 2, data: { obs: obs.data.obs } })).rejects.toThrow(/predict: expected camera "image" with 2 x 2 frames of 72x72x3 values, got none/);
+    await o.dispose();
+    p.dispose();
+  });
+
+  it('diffusion policies on onnxruntime: DDPM-100, DDIM-3 and EDM Heun loops around the denoiser give the tfjs chunks, without leaking tensors', async () => {
+    const dir = await tmp();
+    for (const [noise, samplers] of [['ddpm', [undefined, 'ddim-3']], ['edm', [undefined]]] as const) {
+      for (const image of [false, true]) {
+        const pc = image ? imageConfig(noise) : config(noise);
+        const norm = image ? IMAGE_NORMALIZER : NORMALIZER;
+        const p = new DiffusionPolicy(pc, norm, buildContext({ seed: 2 }));
+        randomise(p.model, 15);
+        const ck = path.join(dir, `${noise}-${image}`);
+        await saveCheckpoint(ck, 'step-0000001', { meta: { kind: 'diffusion-policy', policyConfig: pc, normalizer: norm.toJSON(), step: 1 }, tensors: { ema: stateDict(p.model) } });
+        await exportOnnx(ck, path.join(ck, 'bundle'));
+        for (const sampler of samplers) {
+          const o = await OnnxPolicy.load(path.join(ck, 'bundle'), { sampler });
+          if (sampler) p.sampler = parseSampler(sampler, noise);
+          const obs = image ? imageObs(7) : { batch: B, data: { obs: obsBatch(3) } };
+          const want = p.predictAction(obs, { seed: 8 });
+          const before = tf.memory().numTensors;
+          const got = await o.predict(obs, { seed: 8 });
+          expect(tf.memory().numTensors).toBe(before);
+          expect(got.timing.nfe).toBe(want.timing.nfe);
+          expect(got.timing.nfe).toBe(sampler === 'ddim-3' ? 3 : noise === 'ddpm' ? 100 : 9);
+          expect(chunkGap(want, got, norm.params.action.scale), `${noise} ${sampler ?? 'default'} image=${image}`).toBeLessThan(1e-4);
+          await o.dispose();
+        }
+        p.dispose();
+      }
+    }
+    await expect(OnnxPolicy.load(path.join(dir, 'edm-false', 'bundle'), { sampler: 'ddim-3' })).rejects.toThrow(/needs a DDPM-trained policy/);
   });
 
   it('bad bundles and observations get errors naming the file and the problem', async () => {

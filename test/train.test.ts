@@ -223,7 +223,13 @@ describe('corrupt checkpoints', () => {
     await expect(loadDiffusionPolicy(path.join(ck, 'nope'))).rejects.toThrow(/nope: no such checkpoint/);
     const empty = await tmp();
     await expect(loadDiffusionPolicy(empty)).rejects.toThrow(/checkpoint\.json: missing \(not an onedp checkpoint\)/);
+    const meta = await fs.readFile(path.join(ck, 'checkpoint.json'), 'utf8');
     await fs.writeFile(path.join(ck, 'checkpoint.json'), '{"format": "onedp-checkpoint", ');
     await expect(loadDiffusionPolicy(ck)).rejects.toThrow(/checkpoint\.json: not valid JSON/);
+    // Two inputs the fuzzing found: valid JSON that is not an object, and a weight file named by a path.
+    await fs.writeFile(path.join(ck, 'checkpoint.json'), 'null');
+    await expect(loadDiffusionPolicy(ck)).rejects.toThrow(/checkpoint\.json: not an onedp checkpoint \(expected a JSON object\)/);
+    await fs.writeFile(path.join(ck, 'checkpoint.json'), JSON.stringify({ ...JSON.parse(meta), files: ['../../etc/ema'] }));
+    await expect(loadDiffusionPolicy(ck)).rejects.toThrow(/checkpoint\.json: "files" entry "\.\.\/\.\.\/etc\/ema" is not a weight file name/);
   });
 });

@@ -278,6 +278,12 @@ describe('zarr replay buffer', () => {
       // ... but with no fill value it is lost data.
       await editJson(path.join(p, 'data', 'state', '.zarray'), (j) => (j.fill_value = null));
       await expect(readReplayBuffer(p, { keys: ['state'] })).rejects.toThrow(startsWith(path.join(p, 'data', 'state', '1.0'), ': missing chunk file'));
+      // Found by fuzzing: a corrupt shape declaring millions of chunks over three files is an
+      // error at once, not a search for each chunk and a 1.4 GB allocation.
+      const kp = path.join(p, 'data', 'keypoint');
+      await editJson(path.join(kp, '.zarray'), (j) => (j.shape = [20, 9000000, 2]));
+      await expect(readReplayBuffer(p, { keys: ['keypoint'] })).rejects.toThrow(`${kp}: shape [20,9000000,2] in chunks of [8,9,2] declares 3000000 chunks but only 3 chunk files exist`);
+      await expect(datasetInfo(p)).rejects.toThrow(/declares 3000000 chunks/);
     });
 
     it('episode ends that disagree with the data, and arrays that disagree with each other', async () => {

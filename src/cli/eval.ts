@@ -7,7 +7,7 @@ import { applySampler, loadPolicy } from '../policy/load.js';
 import { ConsistencyPolicy } from '../distill/consistency.js';
 import { DiffusionPolicy } from '../policy/diffusion_policy.js';
 import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
-import { evaluatePushT, evaluatePushTAsync, pushtObsType, type PushTEvalResult } from '../eval/pusht.js';
+import { checkPushTPolicy, evaluatePushT, evaluatePushTAsync, type PushTEvalResult } from '../eval/pusht.js';
 import { PolicyClient, RemotePolicy } from '../serve/client.js';
 import { BundleError, openOnnxPolicy, planRuntime, type RuntimeChoice } from '../export/runtime.js';
 import { evaluatePushTParallel, workerCount } from '../eval/parallel.js';
@@ -95,7 +95,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
-    .option('--runtime <name>', 'auto: onnxruntime for exported bundles and one-step state checkpoints (exported on the fly) when it loads, tfjs otherwise; or tfjs, or onnx', 'auto')
+    .option('--runtime <name>', 'auto: onnxruntime for exported bundles and OneDP and diffusion-policy checkpoints (exported on the fly) when it loads, tfjs otherwise (Consistency Policy, --workers); or tfjs, or onnx', 'auto')
     .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
       if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);
@@ -134,7 +134,7 @@ export function registerEvalCommand(program: Command): void {
           throw new UsageError((e as Error).message);
         }
         const remote = new RemotePolicy(client);
-        if (client.policy.obsDim !== 20 || client.policy.cameras.length) throw new UsageError(`${f.server}: the served policy observes ${client.policy.obsDim} values per step${client.policy.cameras.length ? ' and cameras' : ''}; PushT evaluation over a server provides the 20-D keypoint observation`);
+        pushtCheck({ obsDim: client.policy.obsDim, cameras: remote.cameras }, f.server);
         const res = await evaluatePushTAsync(remote, {
           seeds, batchSize: batch, maxSteps, perturb,
           // A server is evaluated as a robot would use it: the world moves during the round trip.
@@ -150,20 +150,25 @@ export function registerEvalCommand(program: Command): void {
       const backend = await initEngine();
       let plan;
       try {
-        plan = await planRuntime(resolvePath(policyPath), f.runtime as RuntimeChoice, workers > 1 ? 'worker threads evaluate on tfjs' : f.sampler ? 'a sampler applies to tfjs policies' : null);
+        plan = await planRuntime(resolvePath(policyPath), f.runtime as RuntimeChoice, workers > 1 ? 'worker threads evaluate on tfjs' : null);
       } catch (e) {
         throw e instanceof BundleError ? new UsageError(e.message) : e;
       }
       if (plan.runtime === 'onnx') {
-        const onnx = await openOnnxPolicy(resolvePath(policyPath), plan.isBundle);
-        if (onnx.manifest.obsDim !== 20) throw new UsageError(`${policyPath}: policy observes ${onnx.manifest.obsDim} values per step; PushT evaluation provides the 20-D keypoint observation`);
+        let onnx;
+        try {
+          onnx = await openOnnxPolicy(resolvePath(policyPath), plan.isBundle, { sampler: f.sampler });
+        } catch (e) {
+          throw f.sampler && !(e instanceof BundleError) ? new UsageError(`--sampler: ${(e as Error).message}`) : e;
+        }
+        pushtCheck({ obsDim: onnx.manifest.obsDim, cameras: onnx.cameras }, policyPath);
         const res = await evaluatePushTAsync(onnx, {
           seeds, batchSize: batch, maxSteps, realtime, perturb,
           onStep,
           onEpisode,
         });
         await onnx.dispose();
-        await writeOutputs(f, seeds, res, frames, { policy: f.policy, kind: onnx.kind, runtime: 'onnx', sampler: null, workers: 1, maxSteps, perturb });
+        await writeOutputs(f, seeds, res, frames, { policy: f.policy, kind: onnx.kind, runtime: 'onnx', sampler: onnx.sampler?.toJSON() ?? null, workers: 1, maxSteps, perturb });
         return;
       }
       const policy = await loadPolicy(resolvePath(policyPath));
@@ -174,16 +179,7 @@ export function registerEvalCommand(program: Command): void {
           throw new UsageError(`--sampler: ${(e as Error).message}`);
         }
       }
-      if (policy instanceof ChunkPolicy) {
-        const want = policy.config.vision ? 2 : 20;
-        const what = policy.config.vision ? 'the agent position (2-D) beside its camera' : 'the 20-D keypoint observation';
-        if (policy.config.obsDim !== want) throw new UsageError(`${policyPath}: policy observes ${policy.config.obsDim} values per step; PushT evaluation provides ${what}`);
-        try {
-          pushtObsType(policy);
-        } catch (e) {
-          throw new UsageError(`${policyPath}: ${(e as Error).message}`);
-        }
-      }
+      if (policy instanceof ChunkPolicy) pushtCheck({ obsDim: policy.config.obsDim, cameras: policy.cameras }, policyPath);
       let res: PushTEvalResult;
       if (workers === 1) {
         res = evaluatePushT(policy, {
@@ -249,4 +245,13 @@ async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult,
     }
   }
   console.log(JSON.stringify(summary, null, 1));
+}
+
+/** The policy's observation against what PushT provides, as a usage error. */
+function pushtCheck(shape: { obsDim: number; cameras?: readonly string[] }, source: string): void {
+  try {
+    checkPushTPolicy(shape, source);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }

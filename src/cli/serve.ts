@@ -38,7 +38,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <addr>', 'address to bind; anything but loopback requires --token', '127.0.0.1')
     .option('--port <n>', 'port (0 picks a free one)', '8765')
     .option('--token <t>', 'shared secret clients send as "Authorization: Bearer <t>" or ?token=<t> (at least 8 characters)')
-    .option('--runtime <name>', 'auto (onnxruntime for bundles and one-step state checkpoints when it loads), tfjs or onnx', 'auto')
+    .option('--runtime <name>', 'auto (onnxruntime for bundles, OneDP and diffusion-policy checkpoints when it loads), tfjs or onnx', 'auto')
     .option('--sampler <name>', 'diffusion policies: ddpm, ddim-N or edm-N; consistency policies: cp-1 or cp-3')
     .option('--max-message-bytes <n>', 'largest request answered', String(8 * 1024 * 1024))
     .action(async (f: ServeFlags) => {
@@ -48,16 +48,23 @@ export function registerServeCommand(program: Command): void {
       const where = resolvePath(f.policy);
       let plan;
       try {
-        plan = await planRuntime(where, f.runtime as RuntimeChoice, f.sampler ? 'a sampler applies to tfjs policies' : null);
+        plan = await planRuntime(where, f.runtime as RuntimeChoice);
       } catch (e) {
         throw e instanceof BundleError ? new UsageError(e.message) : e;
       }
       let served: ServedPolicy;
       let dispose: () => Promise<void> | void;
       if (plan.runtime === 'onnx') {
-        const p = await openOnnxPolicy(where, plan.isBundle);
+        // A diffusion policy's sampler updates run on tfjs between onnxruntime calls.
+        await initEngine();
+        let p;
+        try {
+          p = await openOnnxPolicy(where, plan.isBundle, { sampler: f.sampler });
+        } catch (e) {
+          throw f.sampler || e instanceof BundleError ? new UsageError(`${f.sampler ? '--sampler: ' : ''}${(e as Error).message}`) : e;
+        }
         const srcDir = plan.isBundle ? where : (await loadCheckpoint(where)).path;
-        served = servedPolicy(p, { runtime: 'onnx', source: f.policy, digestOf: await digestSource(srcDir), obsDim: p.manifest.obsDim });
+        served = servedPolicy(p, { runtime: 'onnx', source: f.policy, digestOf: await digestSource(srcDir), obsDim: p.manifest.obsDim, cameraSize: p.manifest.vision?.frameSize });
         dispose = () => p.dispose();
       } else {
         await initEngine();

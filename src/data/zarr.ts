@@ -422,8 +422,36 @@ async function selectArrays(ds: OpenedDataset, keys: string[] | undefined): Prom
     first ??= { key, n };
     if (n < frames) throw new DatasetError(dir, `holds ${n} frames but meta/episode_ends ends at ${frames} (episode ends beyond the data)`);
     if (n > frames) throw new DatasetError(dir, `holds ${n} frames but meta/episode_ends ends at ${frames} (frames beyond the last episode)`);
+    await checkChunkFiles(dir, meta);
   }
   return selected;
+}
+
+/** Chunks an array may declare without their files being there (read as fill_value). */
+const MAX_MISSING_CHUNKS = 1 << 16;
+
+/**
+ * zarr lets chunks that hold only fill_value be absent, so a missing file is not an error; but
+ * metadata that declares far more chunks than the directory holds (a corrupt shape: millions
+ * of chunks over three files) would have the reader look for each one and allocate the whole
+ * shape. Beyond 65,536 declared chunks, at least half must exist.
+ */
+async function checkChunkFiles(dir: string, meta: ZarrayV2): Promise<void> {
+  const declared = meta.shape.reduce((n, d, i) => n * Math.ceil(d / meta.chunks[i]), 1);
+  if (declared <= MAX_MISSING_CHUNKS) return;
+  let present = 0;
+  const sep = meta.dimension_separator ?? '.';
+  const count = async (d: string, depth: number): Promise<void> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true }).catch(() => [])) {
+      if (e.name.startsWith('.')) continue;
+      if (sep === '/' && e.isDirectory() && depth > 1) await count(path.join(d, e.name), depth - 1);
+      else if (e.isFile()) present++;
+    }
+  };
+  await count(dir, meta.shape.length);
+  if (present * 2 < declared) {
+    throw new DatasetError(dir, `shape ${JSON.stringify(meta.shape)} in chunks of ${JSON.stringify(meta.chunks)} declares ${declared} chunks but only ${present} chunk files exist (corrupt .zarray?)`);
+  }
 }
 
 /**

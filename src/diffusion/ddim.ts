@@ -6,7 +6,7 @@
 import { tf } from '../engine/index.js';
 import type { Rng } from '../util/rng.js';
 import { DiscreteSchedule, type DdpmOptions } from './ddpm.js';
-import type { NetworkFn, NoiseScheduler, NoiseSource, SampleResult, SchedulerConfig } from './types.js';
+import { runSampler, type NetworkFn, type NoiseScheduler, type NoiseSource, type SampleResult, type SamplerLoop, type SchedulerConfig } from './types.js';
 
 export class DDIMScheduler extends DiscreteSchedule implements NoiseScheduler {
   readonly kind = 'ddim' as const;
@@ -38,20 +38,22 @@ export class DDIMScheduler extends DiscreteSchedule implements NoiseScheduler {
     });
   }
 
-  sample(net: NetworkFn, noise: tf.Tensor, _rng: NoiseSource): SampleResult {
+  sample(net: NetworkFn, noise: tf.Tensor, rng: NoiseSource): SampleResult {
+    return runSampler(this.loop(noise, rng), net, tf);
+  }
+
+  *loop(noise: tf.Tensor, _rng: NoiseSource): SamplerLoop {
     let x = noise.clone();
     const b = x.shape[0];
-    let nfe = 0;
     for (const k of this.timesteps) {
-      const next = tf.tidy(() => {
-        const eps = net(x, tf.fill([b], k));
-        nfe++;
-        return this.step(eps, k, x);
-      });
-      x.dispose();
+      const t = tf.fill([b], k);
+      const eps = yield { x, t };
+      t.dispose();
+      const next = this.step(eps, k, x);
+      tf.dispose([eps, x]);
       x = next;
     }
-    return { sample: x, nfe };
+    return x;
   }
 
   toJSON(): SchedulerConfig {

@@ -4,7 +4,7 @@
  */
 import { tf } from '../engine/index.js';
 import type { Rng } from '../util/rng.js';
-import { randn, type NoiseSource, type NetworkFn, type NoiseScheduler, type SampleResult, type SchedulerConfig, type TrainingBatch } from './types.js';
+import { randn, runSampler, type NoiseSource, type NetworkFn, type NoiseScheduler, type SampleResult, type SamplerLoop, type SchedulerConfig, type TrainingBatch } from './types.js';
 
 /** alpha_bar(t) = cos^2(((t + 0.008) / 1.008) pi / 2) for t in [0, 1]. */
 function cosineAlphaBar(t: number): number {
@@ -105,20 +105,22 @@ export class DDPMScheduler extends DiscreteSchedule implements NoiseScheduler {
   }
 
   sample(net: NetworkFn, noise: tf.Tensor, rng: NoiseSource): SampleResult {
+    return runSampler(this.loop(noise, rng), net, tf);
+  }
+
+  *loop(noise: tf.Tensor, rng: NoiseSource): SamplerLoop {
     let x = noise.clone();
     const b = x.shape[0];
-    let nfe = 0;
     for (let k = this.numTrainTimesteps - 1; k >= 0; k--) {
-      const next = tf.tidy(() => {
-        const eps = net(x, tf.fill([b], k));
-        nfe++;
-        const z = k > 0 ? randn(rng, x.shape, tf) : null;
-        return this.step(eps, k, x, z);
-      });
-      x.dispose();
+      const t = tf.fill([b], k);
+      const eps = yield { x, t };
+      t.dispose();
+      const z = k > 0 ? randn(rng, x.shape, tf) : null;
+      const next = this.step(eps, k, x, z);
+      tf.dispose(z ? [eps, z, x] : [eps, x]);
       x = next;
     }
-    return { sample: x, nfe };
+    return x;
   }
 
   toJSON(): SchedulerConfig {

@@ -4,7 +4,7 @@
  */
 import { tf } from '../engine/index.js';
 import type { Rng } from '../util/rng.js';
-import { randn, type NoiseSource, type NetworkFn, type NoiseScheduler, type SampleResult, type SchedulerConfig, type TrainingBatch } from './types.js';
+import { randn, runSampler, type NetworkRequest, type NoiseSource, type NetworkFn, type NoiseScheduler, type SampleResult, type SamplerLoop, type SchedulerConfig, type TrainingBatch } from './types.js';
 
 export interface EdmOptions {
   numSteps?: number;
@@ -88,27 +88,47 @@ export class EDMScheduler implements NoiseScheduler {
     };
   }
 
-  sample(net: NetworkFn, noise: tf.Tensor, _rng: NoiseSource): SampleResult {
+  sample(net: NetworkFn, noise: tf.Tensor, rng: NoiseSource): SampleResult {
+    return runSampler(this.loop(noise, rng), net, tf);
+  }
+
+  /** `denoise` as a loop step: D(x; sigma) for one sigma, asking the driver for F. */
+  private *denoiseLoop(x: tf.Tensor, sigma: number): Generator<NetworkRequest, tf.Tensor, tf.Tensor> {
+    const b = x.shape[0];
+    const bshape = [b, ...x.shape.slice(1).map(() => 1)];
+    const p = this.precondition(sigma);
+    // The same float32 columns as `denoise`, so both paths round alike.
+    const col = (v: number) => tf.fill(bshape, v);
+    const [cIn, cSkip, cOut] = [col(p.cIn), col(p.cSkip), col(p.cOut)];
+    const xin = x.mul(cIn);
+    const t = tf.tensor1d(new Array<number>(b).fill(p.cNoise));
+    const out = yield { x: xin, t };
+    const d = tf.tidy(() => x.mul(cSkip).add(out.mul(cOut)));
+    tf.dispose([xin, t, out, cIn, cSkip, cOut]);
+    return d;
+  }
+
+  *loop(noise: tf.Tensor, _rng: NoiseSource): SamplerLoop {
     const sig = this.sigmas();
-    const b = noise.shape[0];
     let x = noise.mul(sig[0]);
-    let nfe = 0;
     for (let i = 0; i < this.numSteps; i++) {
       const s = sig[i];
       const sNext = sig[i + 1];
-      const next = tf.tidy(() => {
-        const d = x.sub(this.denoise(net, x, new Array(b).fill(s))).div(s);
-        nfe++;
-        const xEuler = x.add(d.mul(sNext - s));
-        if (sNext === 0) return xEuler;
-        const d2 = xEuler.sub(this.denoise(net, xEuler, new Array(b).fill(sNext))).div(sNext);
-        nfe++;
-        return x.add(d.add(d2).mul(0.5 * (sNext - s)));
-      });
-      x.dispose();
+      const den = yield* this.denoiseLoop(x, s);
+      const d = tf.tidy(() => x.sub(den).div(s));
+      const xEuler = tf.tidy(() => x.add(d.mul(sNext - s)));
+      den.dispose();
+      if (sNext === 0) {
+        tf.dispose([d, x]);
+        x = xEuler;
+        continue;
+      }
+      const den2 = yield* this.denoiseLoop(xEuler, sNext);
+      const next = tf.tidy(() => x.add(d.add(xEuler.sub(den2).div(sNext)).mul(0.5 * (sNext - s))));
+      tf.dispose([den2, d, xEuler, x]);
       x = next;
     }
-    return { sample: x, nfe };
+    return x;
   }
 
   toJSON(): SchedulerConfig {

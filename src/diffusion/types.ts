@@ -21,6 +21,50 @@ export interface SampleResult {
   nfe: number;
 }
 
+/** A network evaluation a sampler asks for; the driver answers with the raw network output. */
+export interface NetworkRequest {
+  x: tf.Tensor;
+  t: tf.Tensor;
+}
+
+/**
+ * A sampler's reverse process as a generator of network requests, returning the sample. One
+ * loop serves a synchronous tfjs network (`runSampler`) and an asynchronous onnxruntime one
+ * (`runSamplerAsync`). The loop owns the request tensors and the outputs it is answered with.
+ */
+export type SamplerLoop = Generator<NetworkRequest, tf.Tensor, tf.Tensor>;
+
+/** Drives a loop with a synchronous network; intermediate tensors of each call are freed. */
+export function runSampler(loop: SamplerLoop, net: NetworkFn, tfm: typeof tf): SampleResult {
+  let nfe = 0;
+  let r = loop.next();
+  while (!r.done) {
+    const { x, t } = r.value;
+    const out = tfm.tidy(() => net(x, t));
+    nfe++;
+    r = loop.next(out);
+  }
+  return { sample: r.value, nfe };
+}
+
+/** Drives a loop with an asynchronous network (e.g. an onnxruntime session). */
+export async function runSamplerAsync(loop: SamplerLoop, net: (x: tf.Tensor, t: tf.Tensor) => Promise<tf.Tensor>): Promise<SampleResult> {
+  let nfe = 0;
+  let r = loop.next();
+  while (!r.done) {
+    let out: tf.Tensor;
+    try {
+      out = await net(r.value.x, r.value.t);
+    } catch (e) {
+      loop.return(undefined as unknown as tf.Tensor);
+      throw e;
+    }
+    nfe++;
+    r = loop.next(out);
+  }
+  return { sample: r.value, nfe };
+}
+
 export interface TrainingBatch {
   /** Network input. */
   input: tf.Tensor;
@@ -38,6 +82,8 @@ export interface NoiseScheduler {
   trainingBatch(x0: tf.Tensor, rng: Rng): TrainingBatch;
   /** Runs the reverse process from `noise` ~ N(0, I) of the sample's shape. */
   sample(net: NetworkFn, noise: tf.Tensor, rng: NoiseSource): SampleResult;
+  /** The same process as a loop of network requests (`sample` drives it with `net`). */
+  loop(noise: tf.Tensor, rng: NoiseSource): SamplerLoop;
   /** Serialisable description, stored in checkpoints. */
   toJSON(): SchedulerConfig;
 }

@@ -34,6 +34,22 @@ export function pushtObsType(policy: Pick<Policy, 'cameras'>): 'image' | 'keypoi
 }
 
 /**
+ * Checks that PushT can feed a policy: the 20-D keypoints for a state policy, or the agent
+ * position (2-D) beside the one camera for an image policy. Throws naming `source`.
+ */
+export function checkPushTPolicy(shape: { obsDim: number; cameras?: readonly string[] }, source: string): void {
+  const image = (shape.cameras ?? []).length > 0;
+  const want = image ? 2 : 20;
+  const what = image ? 'the agent position (2-D) beside its camera' : 'the 20-D keypoint observation';
+  if (shape.obsDim !== want) throw new Error(`${source}: policy observes ${shape.obsDim} values per step; PushT evaluation provides ${what}`);
+  try {
+    pushtObsType(shape);
+  } catch (e) {
+    throw new Error(`${source}: ${(e as Error).message}`);
+  }
+}
+
+/**
  * An image policy's step observation from the state observation, with the frame rendered only
  * when read (and then kept): the harness keeps every step in its history but the policy reads
  * only To of every Ta frames, so evaluation renders a quarter of the frames.

@@ -2,8 +2,9 @@
  * `onedp export --format onnx`: a trained policy as ONNX graphs plus a JSON description
  * (normaliser, horizons, observation spec, schedule and sampler, shapes), usable without onedp.
  *
- * Every bundle has an observation encoder (`encoder.onnx`: raw `obs` -> `cond`) and one action
- * graph, split as the paper splits latency:
+ * Every bundle has an observation encoder (`encoder.onnx`: raw `obs`, and for image policies one
+ * uint8 frame history per camera, -> `cond`) and one action graph, split as the paper splits
+ * latency:
  * - OneDP-S/D: `generator.onnx` (`cond`, `noise`) -> `action`, the whole one-step policy with
  *   the unnormalised chunk as output (OneDP-D takes no noise);
  * - diffusion policy: `denoiser.onnx` (`sample`, `timestep`, `cond`) -> `output`, the raw network
@@ -25,6 +26,8 @@ import { EDMScheduler } from '../diffusion/edm.js';
 import { UNET_DEFAULTS, type UnetConfig } from '../nn/unet1d.js';
 import { OnnxGraph, OPSET } from './graph.js';
 import { emitUnet, WeightSource } from './unet.js';
+import { emitCameraEncoder } from './resnet.js';
+import { condDim as condDimOf, type VisionConfig } from '../policy/obs_encoder.js';
 
 export const BUNDLE_FORMAT = 'onedp-onnx';
 export const BUNDLE_VERSION = 1;
@@ -42,6 +45,8 @@ export interface BundleManifest {
   horizon: number;
   nObsSteps: number;
   nActionSteps: number;
+  /** Image policies: the cameras (encoder inputs of uint8 frames) and their crop. */
+  vision?: VisionConfig;
   /** Per-dimension scale and offset: normalised = raw * scale + offset. */
   normalizer: Record<string, NormalizerParams>;
   /** The training noise schedule (DDPM or EDM). */
@@ -58,16 +63,29 @@ export interface BundleManifest {
 }
 
 function unetConfig(pc: DiffusionPolicyConfig, extraTimeInputs = 0): Required<UnetConfig> {
-  return { ...UNET_DEFAULTS, ...pc.unet, inputDim: pc.actionDim, globalCondDim: pc.nObsSteps * pc.obsDim, extraTimeInputs, dropout: 0 } as Required<UnetConfig>;
+  return { ...UNET_DEFAULTS, ...pc.unet, inputDim: pc.actionDim, globalCondDim: condDimOf(pc), extraTimeInputs, dropout: 0 } as Required<UnetConfig>;
 }
 
-/** `obs` (batch, To, obsDim) raw -> `cond` (batch, To * obsDim): the normaliser, flattened. */
-function encoderGraph(pc: DiffusionPolicyConfig, norm: NormalizerParams): OnnxGraph {
+/**
+ * `obs` (batch, To, obsDim) raw -> `cond` (batch, condDim): the normaliser; image policies first
+ * encode each camera's frames (batch, To, size, size, 3) uint8, and per step the features are
+ * [cameras in order..., obs], as obs_encoder.ts concatenates them.
+ */
+function encoderGraph(pc: DiffusionPolicyConfig, norm: NormalizerParams, w: WeightSource): OnnxGraph {
   const g = new OnnxGraph('onedp_encoder');
   const obs = g.input('obs', 'float32', ['batch', pc.nObsSteps, pc.obsDim]);
   const scaled = g.op('Add', [g.op('Mul', [obs, g.float('obs_scale', norm.scale, [pc.obsDim])]), g.float('obs_offset', norm.offset, [pc.obsDim])]);
-  const cond = g.op('Reshape', [scaled, g.int64('flat', [0, -1])]);
-  g.output(cond, 'cond', 'float32', ['batch', pc.nObsSteps * pc.obsDim]);
+  let steps = scaled;
+  if (pc.vision) {
+    const v = pc.vision;
+    const feats = v.cameras.map((cam) => {
+      const frames = g.input(cam, 'uint8', ['batch', pc.nObsSteps, v.frameSize, v.frameSize, 3]);
+      return emitCameraEncoder(g, w, `obs_encoder.obs_nets.${cam}.`, frames, pc.nObsSteps, v.frameSize, v.cropSize);
+    });
+    steps = g.op('Concat', [...feats, scaled], { axis: 2 });
+  }
+  const cond = g.op('Reshape', [steps, g.int64('flat', [0, -1])]);
+  g.output(cond, 'cond', 'float32', ['batch', condDimOf(pc)]);
   return g;
 }
 
@@ -81,7 +99,7 @@ const TO_NCL = [0, 2, 1];
 
 function generatorGraph(pc: DiffusionPolicyConfig, gen: OneDpGeneratorConfig, w: WeightSource, actionNorm: NormalizerParams): OnnxGraph {
   const g = new OnnxGraph('onedp_generator');
-  const condDim = pc.nObsSteps * pc.obsDim;
+  const condDim = condDimOf(pc);
   const cond = g.input('cond', 'float32', ['batch', condDim]);
   let z: string;
   if (gen.method === 'onedp-s') {
@@ -118,7 +136,7 @@ function networkGraph(name: string, pc: DiffusionPolicyConfig, w: WeightSource, 
   const sample = g.input('sample', 'float32', ['batch', pc.horizon, pc.actionDim]);
   const t = g.input('timestep', 'float32', ['batch']);
   const stop = withStop ? [g.input('stop', 'float32', ['batch'])] : [];
-  const cond = g.input('cond', 'float32', ['batch', pc.nObsSteps * pc.obsDim]);
+  const cond = g.input('cond', 'float32', ['batch', condDimOf(pc)]);
   const out = emitUnet(g, w, unetConfig(pc, stop.length), g.op('Transpose', [sample], { perm: TO_NCL }), t, cond, stop);
   g.output(g.op('Transpose', [out], { perm: TO_NCL }), 'output', 'float32', ['batch', pc.horizon, pc.actionDim]);
   return g;
@@ -136,16 +154,16 @@ export async function exportOnnx(ckptPath: string, outDir: string): Promise<Expo
   const src = `${ck.path}/checkpoint.json`;
   const pc = ck.meta.policyConfig as DiffusionPolicyConfig | undefined;
   if (!pc || typeof pc !== 'object') throw new CheckpointError(`${src}: missing policyConfig`);
-  if (pc.vision) {
-    throw new CheckpointError(`${ck.path}: image policies cannot be exported yet (the ResNet-18 encoder has no ONNX graph); state policies can`);
-  }
   const normalizer = LinearNormalizer.fromJSON(ck.meta.normalizer, src);
   const obsNorm = normalizer.toJSON().obs;
   const actNorm = normalizer.toJSON().action;
   if (!obsNorm || !actNorm) throw new CheckpointError(`${src}: the normaliser needs "obs" and "action" statistics`);
+  let encoderWeights = new WeightSource(new Map(), ck.path);
   const tensorsOf = (file: string): WeightSource => {
     const t: Map<string, SafeTensor> | undefined = ck.tensors[file];
     if (!t) throw new CheckpointError(`${ck.path}: has no ${file} weights to export`);
+    // The image encoders are in the same file as the network that acts (obs_encoder.*).
+    encoderWeights = new WeightSource(t, `${ck.path}/${file}.safetensors`);
     // The U-Net's weights sit under "unet." in a policy model's state dict.
     const unet = new Map([...t].filter(([k]) => k.startsWith('unet.')).map(([k, v]) => [k.slice(5), v]));
     return new WeightSource(unet.size ? unet : t, `${ck.path}/${file}.safetensors`);
@@ -154,7 +172,7 @@ export async function exportOnnx(ckptPath: string, outDir: string): Promise<Expo
   let kind: BundleKind;
   let action: { file: string; graph: OnnxGraph };
   const extra: Partial<BundleManifest> = {};
-  const condDim = pc.nObsSteps * pc.obsDim;
+  const condDim = condDimOf(pc);
   const chunk = ['batch', pc.horizon, pc.actionDim];
   let io: BundleManifest['io'][string];
   if (ck.meta.kind === 'onedp') {
@@ -176,6 +194,8 @@ export async function exportOnnx(ckptPath: string, outDir: string): Promise<Expo
     throw new CheckpointError(`${ck.path}: cannot export a ${JSON.stringify(ck.meta.kind)} checkpoint (expected diffusion-policy, onedp or consistency-policy)`);
   }
 
+  const encoderInputs: Record<string, (number | string)[]> = { obs: ['batch', pc.nObsSteps, pc.obsDim] };
+  for (const cam of pc.vision?.cameras ?? []) encoderInputs[cam] = ['batch', pc.nObsSteps, pc.vision!.frameSize, pc.vision!.frameSize, 3];
   const manifest: BundleManifest = {
     format: BUNDLE_FORMAT,
     version: BUNDLE_VERSION,
@@ -186,18 +206,19 @@ export async function exportOnnx(ckptPath: string, outDir: string): Promise<Expo
     horizon: pc.horizon,
     nObsSteps: pc.nObsSteps,
     nActionSteps: pc.nActionSteps,
+    ...(pc.vision ? { vision: pc.vision } : {}),
     normalizer: normalizer.toJSON(),
     noise: pc.noise,
     ...extra,
     files: { encoder: 'encoder.onnx', action: action.file },
-    io: { encoder: { inputs: { obs: ['batch', pc.nObsSteps, pc.obsDim] }, outputs: { cond: ['batch', condDim] } }, action: io },
+    io: { encoder: { inputs: encoderInputs, outputs: { cond: ['batch', condDim] } }, action: io },
     policyConfig: pc,
     source: { checkpoint: path.resolve(ck.path), step: ck.meta.step ?? null, exportedAt: new Date().toISOString() },
   };
   await fs.mkdir(outDir, { recursive: true });
   const doc = `onedp ${kind} exported from ${path.basename(ck.path)}`;
   const meta = { onedp_kind: kind };
-  await writeFileAtomic(path.join(outDir, 'encoder.onnx'), encoderGraph(pc, obsNorm).toBytes(doc, meta));
+  await writeFileAtomic(path.join(outDir, 'encoder.onnx'), encoderGraph(pc, obsNorm, encoderWeights).toBytes(doc, meta));
   await writeFileAtomic(path.join(outDir, action.file), action.graph.toBytes(doc, meta));
   // The manifest last: a bundle with a manifest is complete.
   await writeFileAtomic(path.join(outDir, 'policy.json'), new TextEncoder().encode(JSON.stringify(manifest, null, 1)));

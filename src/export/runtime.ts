@@ -5,14 +5,19 @@
  * onnxruntime's `run` is asynchronous, so `OnnxPolicy.predict` returns a promise; it takes the
  * same observation batches and seeds as `Policy.predictAction` and returns the same output, so
  * the two runtimes give the same actions for the same noise. One-step bundles (OneDP-S/D) run
- * here; multi-step samplers (the diffusion policy's denoiser, CP) are exported but still run in
- * tfjs.
+ * as two graph calls; a diffusion policy's denoiser runs inside onedp's sampler loops (DDPM,
+ * DDIM-N, EDM Heun-N: `SamplerLoop`), whose few elementwise updates per step stay in tfjs. A
+ * Consistency Policy bundle is exported, but its chained jumps run on tfjs.
  */
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import type * as Ort from 'onnxruntime-node';
 import { Rng } from '../util/rng.js';
 import { nest, noiseFor, toObservationBatch, type AsyncPolicy, type ObservationBatch, type PolicyOutput } from '../policy/types.js';
+import { validateVisionConfig } from '../policy/obs_encoder.js';
+import { tf } from '../engine/index.js';
+import { parseSampler, schedulerFromConfig } from '../diffusion/index.js';
+import { randn, runSamplerAsync, type NoiseScheduler } from '../diffusion/types.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type BundleManifest } from './export.js';
 
 export class BundleError extends Error {
@@ -74,11 +79,31 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
   if (!act || !Array.isArray(act.scale) || !Array.isArray(act.offset) || act.scale.length !== m.actionDim || act.offset.length !== m.actionDim || ![...act.scale, ...act.offset].every((v) => typeof v === 'number' && Number.isFinite(v)) || act.scale.includes(0)) {
     throw new BundleError(`${file}: the action normaliser must have ${m.actionDim} finite, non-zero scales and ${m.actionDim} finite offsets`);
   }
+  if (m.vision !== undefined) {
+    try {
+      validateVisionConfig(m.vision, file);
+    } catch (e) {
+      throw new BundleError((e as Error).message);
+    }
+    if (m.vision.frameSize > 1024) throw new BundleError(`${file}: vision.frameSize ${m.vision.frameSize} is beyond the supported 1024`);
+  }
+  if (m.kind === 'diffusion-policy') {
+    try {
+      schedulerFromConfig(m.noise as Parameters<typeof schedulerFromConfig>[0]);
+    } catch (e) {
+      throw new BundleError(`${file}: "noise" is not a schedule onedp can sample (${(e as Error).message})`);
+    }
+    if (!m.noise || !['ddpm', 'edm'].includes((m.noise as { kind?: string }).kind ?? '')) throw new BundleError(`${file}: "noise.kind" must be ddpm or edm`);
+  }
   return m as BundleManifest;
 }
 
+const CP_ON_TFJS = (where: string) => `${where}: a Consistency Policy bundle loads in onnxruntime, but its chained jumps run on tfjs (give its checkpoint with --runtime tfjs)`;
+
 export class OnnxPolicy implements AsyncPolicy {
   private readonly rng: Rng;
+  /** A diffusion policy's sampler: its training schedule's own unless one was chosen. */
+  sampler: NoiseScheduler | null = null;
 
   private constructor(
     readonly manifest: BundleManifest,
@@ -92,7 +117,7 @@ export class OnnxPolicy implements AsyncPolicy {
   }
 
   /** Opens a bundle written by `onedp export`. */
-  static async load(dir: string, opts: { seed?: number; threads?: number } = {}): Promise<OnnxPolicy> {
+  static async load(dir: string, opts: { seed?: number; threads?: number; sampler?: string } = {}): Promise<OnnxPolicy> {
     const ort = await loadOnnxRuntime();
     if (!ort) throw new BundleError('onnxruntime-node is not available on this machine; use --runtime tfjs');
     const manifest = await readManifest(dir);
@@ -104,7 +129,12 @@ export class OnnxPolicy implements AsyncPolicy {
         throw new BundleError(`${file}: onnxruntime cannot load it (${(e as Error).message.split('\n')[0]})`);
       }
     };
-    return new OnnxPolicy(manifest, dir, ort, await session(manifest.files.encoder), await session(manifest.files.action), opts.seed ?? 0);
+    let sampler: NoiseScheduler | null = null;
+    if (manifest.kind === 'diffusion-policy') sampler = opts.sampler ? parseSampler(opts.sampler, manifest.noise.kind as 'ddpm' | 'edm') : schedulerFromConfig(manifest.noise);
+    else if (opts.sampler) throw new BundleError(`${dir}: a sampler applies to diffusion policies; this is a one-step ${manifest.kind} bundle`);
+    const p = new OnnxPolicy(manifest, dir, ort, await session(manifest.files.encoder), await session(manifest.files.action), opts.seed ?? 0);
+    p.sampler = sampler;
+    return p;
   }
 
   get kind(): string {
@@ -122,45 +152,77 @@ export class OnnxPolicy implements AsyncPolicy {
   get actionDim(): number {
     return this.manifest.actionDim;
   }
+  get cameras(): readonly string[] {
+    return this.manifest.vision?.cameras ?? [];
+  }
 
   /** As `Policy.predictAction`: the same seeds give the same noise, hence the same actions. */
   async predict(obsIn: ObservationBatch | number[][][], opts: { seed?: number; rngs?: Rng[] } = {}): Promise<PolicyOutput> {
     const m = this.manifest;
-    if (m.kind !== 'onedp-s' && m.kind !== 'onedp-d') {
-      throw new BundleError(`${this.dir}: onnxruntime runs one-step bundles; a ${m.kind} bundle's sampler loop runs in tfjs (--runtime tfjs)`);
-    }
+    if (m.kind === 'consistency-policy') throw new BundleError(CP_ON_TFJS(this.dir));
     const obs = toObservationBatch(obsIn);
     const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = m;
     const raw = obs.data.obs;
     const b = obs.batch;
     if (!isInt(b)) throw new BundleError(`${this.dir}: predict: batch must be a positive integer, got ${b}`);
     if (!raw || raw.length !== b * to * obsDim) throw new BundleError(`${this.dir}: predict: expected "obs" with ${b} x ${to} x ${obsDim} values (policy.json), got ${raw ? raw.length : 'none'}`);
+    const encoderFeeds: Record<string, Ort.Tensor> = { obs: new this.ort.Tensor('float32', Float32Array.from(raw), [b, to, obsDim]) };
+    if (m.vision) {
+      const size = m.vision.frameSize;
+      for (const cam of m.vision.cameras) {
+        const frames = obs.data[cam];
+        if (!frames || frames.length !== b * to * size * size * 3) throw new BundleError(`${this.dir}: predict: expected camera "${cam}" with ${b} x ${to} frames of ${size}x${size}x3 values, got ${frames ? frames.length : 'none'}`);
+        // Cameras give uint8 frames; float frames (0..255) are rounded to them.
+        const u8 = frames instanceof Uint8Array ? frames : Uint8Array.from(frames, (v) => Math.max(0, Math.min(255, Math.round(v))));
+        encoderFeeds[cam] = new this.ort.Tensor('uint8', u8, [b, to, size, size, 3]);
+      }
+    }
     const noise = noiseFor(b, opts, this.rng);
     const t0 = performance.now();
-    // A policy.json that disagrees with its graphs surfaces here, as onnxruntime's shape errors.
-    const run = async (s: Ort.InferenceSession, feeds: Record<string, Ort.Tensor>, file: string) => {
-      try {
-        return await s.run(feeds);
-      } catch (e) {
-        throw new BundleError(`${path.join(this.dir, file)}: onnxruntime rejected the inputs policy.json describes (${(e as Error).message.split('\n')[0]})`);
-      }
-    };
-    const { cond } = await run(this.encoder, { obs: new this.ort.Tensor('float32', Float32Array.from(raw), [b, to, obsDim]) }, m.files.encoder);
+    const { cond } = await this.run(this.encoder, encoderFeeds, m.files.encoder);
     const t1 = performance.now();
-    const feeds: Record<string, Ort.Tensor> = { cond };
-    // Drawn for OneDP-D too, so that the generator's state advances as the tfjs policy's does.
-    const z = noise.fillNormal(new Float32Array(b * horizon * actionDim));
-    if (m.kind === 'onedp-s') feeds.noise = new this.ort.Tensor('float32', z, [b, horizon, actionDim]);
-    const { action } = await run(this.action, feeds, m.files.action);
-    const chunk = action.data as Float32Array;
+    let chunk: Float32Array;
+    let nfe = 1;
+    if (this.sampler) {
+      // The denoiser inside onedp's sampler loop, in normalised action space.
+      const x = randn(noise, [b, horizon, actionDim], tf);
+      const res = await runSamplerAsync(this.sampler.loop(x, noise), async (xs, ts) => {
+        const { output } = await this.run(this.action, { sample: new this.ort.Tensor('float32', xs.dataSync() as Float32Array, xs.shape), timestep: new this.ort.Tensor('float32', ts.dataSync() as Float32Array, [b]), cond }, m.files.action);
+        const out = tf.tensor(output.data as Float32Array, xs.shape);
+        output.dispose();
+        return out;
+      });
+      x.dispose();
+      nfe = res.nfe;
+      const sample = res.sample.dataSync() as Float32Array;
+      res.sample.dispose();
+      const act = m.normalizer.action;
+      chunk = Float32Array.from(sample, (v, i) => (v - act.offset[i % actionDim]) / act.scale[i % actionDim]);
+    } else {
+      const feeds: Record<string, Ort.Tensor> = { cond };
+      // Drawn for OneDP-D too, so that the generator's state advances as the tfjs policy's does.
+      const z = noise.fillNormal(new Float32Array(b * horizon * actionDim));
+      if (m.kind === 'onedp-s') feeds.noise = new this.ort.Tensor('float32', z, [b, horizon, actionDim]);
+      const { action } = await this.run(this.action, feeds, m.files.action);
+      chunk = action.data as Float32Array;
+      action.dispose();
+    }
     const t2 = performance.now();
     cond.dispose();
-    action.dispose();
     return {
       actions: nest(chunk, b, horizon, actionDim, to - 1, nActionSteps),
       chunk: nest(chunk, b, horizon, actionDim),
-      timing: { obsEncodingMs: t1 - t0, actionPredictionMs: t2 - t1, nfe: 1 },
+      timing: { obsEncodingMs: t1 - t0, actionPredictionMs: t2 - t1, nfe },
     };
+  }
+
+  /** A policy.json that disagrees with its graphs surfaces here, as onnxruntime's shape errors. */
+  private async run(s: Ort.InferenceSession, feeds: Record<string, Ort.Tensor>, file: string): Promise<Ort.InferenceSession.ReturnType> {
+    try {
+      return await s.run(feeds);
+    } catch (e) {
+      throw new BundleError(`${path.join(this.dir, file)}: onnxruntime rejected the inputs policy.json describes (${(e as Error).message.split('\n')[0]})`);
+    }
   }
 
   async dispose(): Promise<void> {
@@ -181,9 +243,9 @@ export interface RuntimePlan {
 }
 
 /**
- * `auto` runs exported bundles and one-step state checkpoints (OneDP-S/D, exported on the fly) on
- * onnxruntime when it loads, and everything else (multi-step samplers, image policies, or when
- * `needsTfjs` names a reason such as worker threads) on tfjs. `onnx` insists, with a clear error.
+ * `auto` runs exported bundles and OneDP and diffusion-policy checkpoints (exported on the fly)
+ * on onnxruntime when it loads, and everything else (Consistency Policy, or when `needsTfjs`
+ * names a reason such as worker threads) on tfjs. `onnx` insists, with a clear error.
  */
 export async function planRuntime(policyPath: string, choice: RuntimeChoice, needsTfjs: string | null = null): Promise<RuntimePlan> {
   if (!['auto', 'tfjs', 'onnx'].includes(choice)) throw new BundleError(`runtime must be auto, tfjs or onnx, got "${choice}"`);
@@ -196,18 +258,18 @@ export async function planRuntime(policyPath: string, choice: RuntimeChoice, nee
   if (!why && !(await loadOnnxRuntime())) why = 'onnxruntime-node cannot load on this machine';
   if (!why && !isBundle) {
     const { loadCheckpoint } = await import('../train/checkpoint.js');
-    const ck = await loadCheckpoint(policyPath);
-    const pc = ck.meta.policyConfig as { vision?: unknown } | undefined;
-    if (ck.meta.kind !== 'onedp') why = `onnxruntime runs one-step OneDP policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint`;
-    else if (pc?.vision) why = 'image policies are not exported yet';
+    const ck = await loadCheckpoint(policyPath, { metaOnly: true });
+    if (ck.meta.kind === 'consistency-policy') why = "Consistency Policy's chained jumps run on tfjs";
+    else if (ck.meta.kind !== 'onedp' && ck.meta.kind !== 'diffusion-policy') why = `onnxruntime runs OneDP and diffusion policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint`;
   }
+  if (!why && isBundle && (await readManifest(policyPath)).kind === 'consistency-policy') throw new BundleError(CP_ON_TFJS(policyPath));
   if (why && isBundle) throw new BundleError(`${policyPath}: an exported bundle needs onnxruntime, but ${why}`);
   if (why && choice === 'onnx') throw new BundleError(`${policyPath}: cannot run on onnxruntime: ${why} (use runtime tfjs)`);
   return why ? { runtime: 'tfjs', isBundle, reason: why } : { runtime: 'onnx', isBundle, reason: null };
 }
 
-/** Opens a bundle, or exports a one-step checkpoint to a temporary bundle and opens that. */
-export async function openOnnxPolicy(policyPath: string, isBundle: boolean, opts: { seed?: number } = {}): Promise<OnnxPolicy> {
+/** Opens a bundle, or exports a checkpoint to a temporary bundle and opens that. */
+export async function openOnnxPolicy(policyPath: string, isBundle: boolean, opts: { seed?: number; sampler?: string } = {}): Promise<OnnxPolicy> {
   if (isBundle) return OnnxPolicy.load(policyPath, opts);
   const os = await import('node:os');
   const { exportOnnx } = await import('./export.js');

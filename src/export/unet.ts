@@ -38,7 +38,7 @@ export function mish(g: OnnxGraph, x: string): string {
 }
 
 /** Linear with PyTorch's (out, in) weight: y = x W^T + b. */
-function linear(g: OnnxGraph, w: WeightSource, prefix: string, x: string): string {
+export function linear(g: OnnxGraph, w: WeightSource, prefix: string, x: string): string {
   return g.op('Gemm', [x, w.init(g, `${prefix}.weight`), w.init(g, `${prefix}.bias`)], { transB: 1 });
 }
 
@@ -47,15 +47,16 @@ function conv1d(g: OnnxGraph, w: WeightSource, prefix: string, x: string, stride
   return g.op('Conv', [x, w.init(g, `${prefix}.weight`), w.init(g, `${prefix}.bias`)], { kernel_shape: [k], strides: [stride], pads: [padding, padding] });
 }
 
-/** GroupNorm (eps 1e-5) on (B, C, L). */
-export function groupNorm(g: OnnxGraph, w: WeightSource, prefix: string, x: string, groups: number, eps = 1e-5): string {
+/** GroupNorm (eps 1e-5) on (B, C, L), or on (B, C, H, W) with `spatial` 2. */
+export function groupNorm(g: OnnxGraph, w: WeightSource, prefix: string, x: string, groups: number, eps = 1e-5, spatial = 1): string {
   const gamma = w.get(`${prefix}.weight`);
   const c = gamma.shape[0];
+  const perChannel = [c, ...new Array<number>(spatial).fill(1)];
   const grouped = g.op('Reshape', [x, g.int64('gn_shape', [0, groups, -1])]);
   const normed = g.op('InstanceNormalization', [grouped, g.float('gn_one', new Array(groups).fill(1), [groups]), g.float('gn_zero', new Array(groups).fill(0), [groups])], { epsilon: { f: eps } });
   const back = g.op('Reshape', [normed, g.op('Shape', [x])]);
-  const scaled = g.op('Mul', [back, g.float(`${prefix}_w`, gamma.data, [c, 1])]);
-  return g.op('Add', [scaled, g.float(`${prefix}_b`, w.get(`${prefix}.bias`).data, [c, 1])]);
+  const scaled = g.op('Mul', [back, g.float(`${prefix}_w`, gamma.data, perChannel)]);
+  return g.op('Add', [scaled, g.float(`${prefix}_b`, w.get(`${prefix}.bias`).data, perChannel)]);
 }
 
 function convBlock(g: OnnxGraph, w: WeightSource, prefix: string, x: string, k: number, groups: number): string {

@@ -93,9 +93,10 @@ export async function latestCheckpoint(dir: string): Promise<string | null> {
 
 /**
  * Reads a checkpoint directory (or a run directory / checkpoints directory holding
- * latest.json). Every problem names the file.
+ * latest.json). Every problem names the file. `metaOnly` reads checkpoint.json and no weights
+ * (for deciding how to run a policy before loading it).
  */
-export async function loadCheckpoint(p: string): Promise<CheckpointData & { path: string }> {
+export async function loadCheckpoint(p: string, opts: { metaOnly?: boolean } = {}): Promise<CheckpointData & { path: string }> {
   let dir = p;
   let stat;
   try {
@@ -122,11 +123,15 @@ export async function loadCheckpoint(p: string): Promise<CheckpointData & { path
     const code = (e as NodeJS.ErrnoException).code;
     throw new CheckpointError(code === 'ENOENT' ? `${metaFile}: missing (not an onedp checkpoint)` : `${metaFile}: not valid JSON (${(e as Error).message})`);
   }
+  if (!meta || typeof meta !== 'object' || Array.isArray(meta)) throw new CheckpointError(`${metaFile}: not an onedp checkpoint (expected a JSON object)`);
   if (meta.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${metaFile}: not an onedp checkpoint (format ${JSON.stringify(meta.format)})`);
   if (typeof meta.version !== 'number' || meta.version > CHECKPOINT_VERSION) throw new CheckpointError(`${metaFile}: checkpoint version ${String(meta.version)} is newer than this onedp supports (${CHECKPOINT_VERSION})`);
-  const files = Array.isArray(meta.files) ? (meta.files as string[]) : [];
+  const files = Array.isArray(meta.files) ? (meta.files as unknown[]) : [];
+  // Weight files live beside checkpoint.json: a name is a plain file stem, never a path.
+  const bad = files.find((f) => typeof f !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(f) || f.startsWith('.'));
+  if (bad !== undefined) throw new CheckpointError(`${metaFile}: "files" entry ${JSON.stringify(bad)} is not a weight file name in the checkpoint's directory`);
   const tensors: Record<string, Map<string, SafeTensor>> = {};
-  for (const f of files) {
+  for (const f of opts.metaOnly ? [] : (files as string[])) {
     const file = path.join(dir, `${f}.safetensors`);
     let bytes: Buffer;
     try {

@@ -251,7 +251,7 @@ export async function makeTargets(work: string): Promise<Target[]> {
 }
 
 /** Runs `n` mutated inputs through each target, seeded. */
-export async function fuzz(n: number, seed: number, only?: string[]): Promise<FuzzReport[]> {
+export async function fuzz(n: number, seed: number, only?: string[], progress?: (line: string) => void): Promise<FuzzReport[]> {
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-fuzz-'));
   let unhandled = 0;
   const onUnhandled = () => void unhandled++;
@@ -268,6 +268,7 @@ export async function fuzz(n: number, seed: number, only?: string[]): Promise<Fu
       const t0 = performance.now();
       for (let i = 0; i < n; i++) {
         const s0 = performance.now();
+        if (process.env.FUZZ_TRACE && progress) progress(`${t.name}: input ${i} starts`);
         let outcome: Outcome;
         try {
           await t.run(rng);
@@ -276,7 +277,13 @@ export async function fuzz(n: number, seed: number, only?: string[]): Promise<Fu
           outcome = t.clear(e) ? 'error' : 'unclear';
           if (outcome === 'unclear' && r.examples.length < 5) r.examples.push(`input ${i}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`.slice(0, 300));
         }
-        if (performance.now() - s0 > 1000) r.slow++;
+        const took = performance.now() - s0;
+        if (took > 1000) {
+          r.slow++;
+          if (r.examples.length < 5) r.examples.push(`input ${i}: slow (${(took / 1000).toFixed(1)} s, ${outcome})`);
+          progress?.(`${t.name}: input ${i} took ${(took / 1000).toFixed(1)} s (${outcome})`);
+        }
+        if (progress && (i + 1) % 500 === 0) progress(`${t.name}: ${i + 1}/${n} inputs, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
         r.inputs++;
         if (outcome === 'ok') r.ok++;
         else if (outcome === 'error') r.errors++;

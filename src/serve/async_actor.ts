@@ -1,0 +1,156 @@
+/**
+ * Asynchronous chunk inference for a robot's control loop (as LeRobot's async inference): the
+ * robot ticks at its control rate and always gets an action at once, while the next chunk is
+ * requested before the current one runs out and computed meanwhile (on a policy server through
+ * `RemotePolicy`, or in-process with an `OnnxPolicy`).
+ *
+ * Time is counted in control steps. A request made at step k carries the observation history
+ * ending at k; its chunk's executed actions are stamped k, k+1, ... (the chunk from index To-1
+ * on, beyond the executed window too). When the reply arrives at step j > k, the actions stamped
+ * before j are stale and dropped, as `onedp eval --realtime` does with `skip`, and the rest
+ * replace whatever older chunk was queued for those steps. While nothing is queued the actor
+ * returns null: the robot holds (or repeats its last command).
+ *
+ * The next request goes out when fewer than `requestAhead` actions remain queued after the
+ * current step. `auto` sets it from the round trips seen so far (the slowest of the last five, in
+ * steps, plus one): a reply d steps away needs d - 1 queued actions to bridge the wait, and the
+ * one more is margin. A fast policy thus asks just in time, with a fresh observation, and a slow
+ * one asks early.
+ */
+import type { AsyncPolicy } from '../policy/types.js';
+import { flatHistories, type StepObservation } from '../eval/harness.js';
+import { Rng } from '../util/rng.js';
+
+export interface AsyncActorOptions {
+  /** The control period the robot ticks at (PushT: 100 ms). */
+  controlPeriodMs?: number;
+  /** Ask for the next chunk when fewer than this many actions remain queued; default `auto`. */
+  requestAhead?: number | 'auto';
+  /** Seed of the noise stream the policy's calls draw from (one generator, as one robot). */
+  seed?: number;
+  /** Called with each failed request; the actor keeps ticking and asks again. */
+  onError?: (e: Error) => void;
+}
+
+export interface AsyncActorStats {
+  /** Control steps ticked. */
+  steps: number;
+  /** Requests sent and replies used. */
+  requests: number;
+  replies: number;
+  failures: number;
+  /** Steps that had no queued action (the robot held): before the first chunk, or when one came late. */
+  underruns: number;
+  /** Actions dropped because their time had passed when their chunk arrived. */
+  staleDropped: number;
+  /** Round trips in control steps (arrival step - request step), and in milliseconds. */
+  delaySteps: number[];
+  latencyMs: number[];
+}
+
+export class AsyncActor {
+  private readonly period: number;
+  private readonly history: StepObservation[] = [];
+  private readonly queue = new Map<number, number[]>();
+  private readonly rng: Rng;
+  private step = -1;
+  /** Bumped by `reset`, so a reply to the previous episode's request is ignored. */
+  private epoch = 0;
+  private inFlight: Promise<void> | null = null;
+  readonly stats: AsyncActorStats = { steps: 0, requests: 0, replies: 0, failures: 0, underruns: 0, staleDropped: 0, delaySteps: [], latencyMs: [] };
+
+  constructor(
+    readonly policy: AsyncPolicy,
+    private readonly opts: AsyncActorOptions = {},
+  ) {
+    this.period = opts.controlPeriodMs ?? 100;
+    const ahead = opts.requestAhead ?? 'auto';
+    if (ahead !== 'auto' && !(Number.isInteger(ahead) && ahead >= 1)) throw new Error(`AsyncActor: requestAhead must be a positive integer or "auto", got ${String(ahead)}`);
+    if (!(this.period > 0)) throw new Error(`AsyncActor: controlPeriodMs must be positive, got ${this.period}`);
+    this.rng = new Rng(opts.seed ?? 0);
+  }
+
+  /** Actions queued from the current step on. */
+  get queued(): number {
+    let n = 0;
+    while (this.queue.has(this.step + 1 + n)) n++;
+    return n;
+  }
+
+  /** The threshold in use: fixed, or from the last round trips. */
+  get requestAhead(): number {
+    const a = this.opts.requestAhead ?? 'auto';
+    if (a !== 'auto') return a;
+    const recent = this.stats.delaySteps.slice(-5);
+    return recent.length ? Math.max(...recent) + 1 : 1;
+  }
+
+  /**
+   * One control tick: records the observation of this step, sends the next request if it is
+   * time, and returns the action for this step (null: nothing queued yet, hold).
+   */
+  act(observation: StepObservation): number[] | null {
+    this.step++;
+    this.stats.steps++;
+    this.history.push(observation);
+    const to = this.policy.nObsSteps;
+    // Before To observations exist the first one is repeated, as the harness pads an episode's start.
+    while (this.history.length < to) this.history.unshift(this.history[0]);
+    while (this.history.length > to) this.history.shift();
+    for (const k of this.queue.keys()) if (k < this.step) this.queue.delete(k);
+    // `queued` counts from the next step: this step's action is taken now.
+    if (!this.inFlight && this.queued < this.requestAhead) this.request();
+    const a = this.queue.get(this.step) ?? null;
+    this.queue.delete(this.step);
+    if (!a) this.stats.underruns++;
+    return a;
+  }
+
+  private request(): void {
+    const at = this.step;
+    const epoch = this.epoch;
+    const obs = flatHistories([{ hist: [...this.history] }], this.policy.nObsSteps);
+    const t0 = performance.now();
+    this.stats.requests++;
+    this.inFlight = this.policy
+      .predict(obs, { rngs: [this.rng] })
+      .then((out) => {
+        if (epoch !== this.epoch) return;
+        const ms = performance.now() - t0;
+        // The reply counts as arriving at the first tick after it lands: `step` has moved on by then.
+        const arrival = this.step + 1;
+        this.stats.replies++;
+        this.stats.latencyMs.push(ms);
+        this.stats.delaySteps.push(arrival - at);
+        const chunk = out.chunk[0];
+        for (let i = this.policy.nObsSteps - 1, k = at; i < chunk.length; i++, k++) {
+          if (k < arrival) {
+            // Only the executed window's stale actions count as dropped; beyond it they are spares.
+            if (i < this.policy.nObsSteps - 1 + this.policy.nActionSteps) this.stats.staleDropped++;
+            continue;
+          }
+          this.queue.set(k, chunk[i]);
+        }
+      })
+      .catch((e: unknown) => {
+        this.stats.failures++;
+        this.opts.onError?.(e instanceof Error ? e : new Error(String(e)));
+      })
+      .finally(() => {
+        this.inFlight = null;
+      });
+  }
+
+  /** Resolves when no request is in flight (before shutting down). */
+  async idle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  /** Forgets the history and queued actions (a new episode); a request in flight is ignored. */
+  reset(): void {
+    this.history.length = 0;
+    this.queue.clear();
+    this.step = -1;
+    this.epoch++;
+  }
+}

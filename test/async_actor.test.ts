@@ -1,0 +1,96 @@
+/**
+ * AsyncActor, the robot-side chunk-ahead loop: the next chunk is requested before the queue runs
+ * out, a late reply's stale actions are dropped and the rest are used at the steps they were
+ * predicted for, failures are reported and retried, and a reset ignores the old episode's reply.
+ * Time is driven by hand (ticks and replies), so nothing depends on the machine's speed.
+ */
+import { describe, expect, it } from 'vitest';
+import { AsyncActor } from '../src/serve/async_actor.js';
+import type { AsyncPolicy, ObservationBatch, PolicyOutput } from '../src/policy/types.js';
+
+const TO = 2;
+const TA = 8;
+const H = 16;
+
+/** A policy whose replies the test releases; chunk value [requestTag * 100 + i, obs] at index i. */
+class ManualPolicy implements AsyncPolicy {
+  readonly kind = 'manual';
+  readonly nObsSteps = TO;
+  readonly nActionSteps = TA;
+  readonly horizon = H;
+  readonly actionDim = 2;
+  readonly pending: { obs: ObservationBatch; resolve: (o: PolicyOutput) => void; reject: (e: Error) => void }[] = [];
+  predict(obs: ObservationBatch | number[][][]): Promise<PolicyOutput> {
+    return new Promise((resolve, reject) => this.pending.push({ obs: obs as ObservationBatch, resolve, reject }));
+  }
+  /** Answers the oldest request, tagged `tag`. */
+  async reply(tag: number): Promise<void> {
+    const p = this.pending.shift()!;
+    const last = (p.obs.data.obs as Float32Array)[TO - 1];
+    const chunk = Array.from({ length: H }, (_, i) => [tag * 100 + i, last]);
+    p.resolve({ actions: [chunk.slice(TO - 1, TO - 1 + TA)], chunk: [chunk], timing: { obsEncodingMs: 0, actionPredictionMs: 1, nfe: 1 } });
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  dispose(): void {}
+}
+
+const obsAt = (k: number) => Float32Array.from([k]);
+
+describe('AsyncActor', () => {
+  it('drops the stale actions of a late chunk, uses the rest at their steps, and asks again before the queue runs out', async () => {
+    const p = new ManualPolicy();
+    const actor = new AsyncActor(p);
+    // Step 0 asks at once; the reply takes three steps.
+    expect(actor.act(obsAt(0))).toBeNull();
+    expect(p.pending).toHaveLength(1);
+    // The history is padded with the first observation, as the harness pads an episode's start.
+    expect(Array.from(p.pending[0].obs.data.obs as Float32Array)).toEqual([0, 0]);
+    expect(actor.act(obsAt(1))).toBeNull();
+    expect(actor.act(obsAt(2))).toBeNull();
+    expect(p.pending).toHaveLength(1);
+    await p.reply(1);
+    // Arrives for step 3: actions stamped 0..2 are stale; step 3 takes chunk index To-1+3.
+    expect(actor.act(obsAt(3))).toEqual([104, 0]);
+    expect(actor.stats.staleDropped).toBe(3);
+    expect(actor.stats.delaySteps).toEqual([3]);
+    expect(actor.requestAhead).toBe(4);
+    // The chunk covers steps up to 14; the next request goes out when fewer than 4 remain after a step.
+    const got: (number[] | null)[] = [];
+    let askedAt = -1;
+    for (let k = 4; k <= 16; k++) {
+      got.push(actor.act(obsAt(k)));
+      if (askedAt < 0 && p.pending.length) askedAt = k;
+      if (k === askedAt + 2 && askedAt >= 0 && p.pending.length) await p.reply(2);
+    }
+    expect(askedAt).toBe(11);
+    // Steps 4..13 from the first chunk, then (reply landed after step 13) steps 14.. from the second, stamped from step 11.
+    expect(got.slice(0, 10).map((a) => a![0])).toEqual([105, 106, 107, 108, 109, 110, 111, 112, 113, 114]);
+    expect(got.slice(10).map((a) => a![0])).toEqual([204, 205, 206]);
+    // The second request carried the history ending at step 11.
+    expect(got[10]![1]).toBe(11);
+    expect(actor.stats.underruns).toBe(3);
+    expect(actor.stats.requests).toBe(2);
+  });
+
+  it('a failed request is reported and asked again; reset ignores the old episode\'s reply', async () => {
+    const p = new ManualPolicy();
+    const errors: string[] = [];
+    const actor = new AsyncActor(p, { requestAhead: 2, onError: (e) => errors.push(e.message) });
+    actor.act(obsAt(0));
+    p.pending.shift()!.reject(new Error('server gone'));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(errors).toEqual(['server gone']);
+    expect(actor.stats.failures).toBe(1);
+    expect(actor.act(obsAt(1))).toBeNull();
+    expect(p.pending).toHaveLength(1);
+    actor.reset();
+    await p.reply(7);
+    // The reply belonged to the old episode: nothing queued, and the new episode asks afresh.
+    expect(actor.act(obsAt(0))).toBeNull();
+    expect(p.pending).toHaveLength(1);
+    await p.reply(8);
+    expect(actor.act(obsAt(1))).toEqual([802, 0]);
+    await actor.idle();
+    expect(() => new AsyncActor(p, { requestAhead: 0 })).toThrow(/requestAhead must be a positive integer/);
+  });
+});
