@@ -3,8 +3,10 @@
  * one run, for the policies a robot would run: the one-step state policy (the reproduction's
  * 0.34M U-Net and the 4.56M CPU default), the one-step policy on the spec's 65.8M U-Net, the
  * image policy with the spec's full ResNet-18 (two 96x96 frames cropped to 84), and DDPM-100
- * against OneDP on the same network. Weights are random: latency does not depend on them.
- * Each time is observation encoding plus action prediction, the median of many calls.
+ * against OneDP on the same network, and the 65.8M policy with 8- and 4-bit weights (the tfjs
+ * column there is the float32 policy). Weights are random: latency does not depend on them.
+ * Each time is observation encoding plus action prediction, the median of many calls, with
+ * onnxruntime's default threads per graph (and the other choice in rows of their own).
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,8 +20,8 @@ import { LinearNormalizer } from '../src/policy/normalizer.js';
 import { defaultVisionConfig, RESNET18_WIDTHS } from '../src/policy/obs_encoder.js';
 import { OneDpPolicy } from '../src/distill/onedp.js';
 import { saveCheckpoint } from '../src/train/checkpoint.js';
-import { exportOnnx } from '../src/export/export.js';
-import { OnnxPolicy, loadOnnxRuntime } from '../src/export/runtime.js';
+import { exportOnnx, type ExportWeights } from '../src/export/export.js';
+import { OnnxPolicy, defaultOrtThreads, loadOnnxRuntime } from '../src/export/runtime.js';
 import type { ObservationBatch, Policy } from '../src/policy/types.js';
 import { Rng } from '../src/util/rng.js';
 import type { BenchRow } from './harness.js';
@@ -60,10 +62,12 @@ interface Case {
   pc: DiffusionPolicyConfig;
   kind: 'onedp-s' | 'ddpm-100';
   minMs: number;
+  /** Exported weights (default float32). */
+  weights?: ExportWeights;
 }
 
 /** The same policy on both runtimes: tfjs's `predictAction` and onnxruntime's `predict` of its export. */
-async function measure(c: Case, dir: string, threads: number): Promise<{ tfjs: number; onnx: number; onnxEncode: number; onnxAct: number }> {
+async function measure(c: Case, dir: string, threads?: number): Promise<{ tfjs: number; onnx: number; onnxEncode: number; onnxAct: number }> {
   const norm = normalizer(c.pc.obsDim);
   let policy: Policy;
   const ck = path.join(dir, c.name.replace(/[^a-z0-9]+/gi, '-'));
@@ -77,7 +81,7 @@ async function measure(c: Case, dir: string, threads: number): Promise<{ tfjs: n
     await saveCheckpoint(ck, 'step-0000001', { meta: { kind: 'diffusion-policy', policyConfig: c.pc, normalizer: norm.toJSON(), step: 1 }, tensors: { ema: stateDict(p.model) } });
     policy = p;
   }
-  await exportOnnx(ck, path.join(ck, 'bundle'));
+  await exportOnnx(ck, path.join(ck, 'bundle'), { weights: c.weights });
   const onnx = await OnnxPolicy.load(path.join(ck, 'bundle'), { threads });
   const obs = observation(c.pc);
   let seed = 0;
@@ -122,7 +126,6 @@ export async function benchDeploy(rows: BenchRow[], opts: { quick: boolean }): P
     process.stderr.write('bench: deploy: onnxruntime-node does not load here; skipped\n');
     return { skipped: 'onnxruntime-node does not load' };
   }
-  const threads = Math.min(2, os.cpus().length);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-bench-deploy-'));
   const t = opts.quick ? 0.3 : 1;
   const state = (unet: DiffusionPolicyConfig['unet']) => defaultPolicyConfig(20, 2, { unet });
@@ -133,10 +136,12 @@ export async function benchDeploy(rows: BenchRow[], opts: { quick: boolean }): P
     { name: 'OneDP-S, state, spec U-Net (65.8M)', pc: state(PUSHT_STATE_UNET), kind: 'onedp-s', minMs: 4000 * t },
     { name: 'OneDP-S, image, full ResNet-18 + U-Net 32/64', pc: image, kind: 'onedp-s', minMs: 4000 * t },
     { name: 'DDPM-100, state, recipe U-Net 32/64 (0.34M)', pc: state(RECIPE), kind: 'ddpm-100', minMs: 4000 * t },
+    { name: 'OneDP-S, state, spec U-Net (65.8M), int8 weights', pc: state(PUSHT_STATE_UNET), kind: 'onedp-s', minMs: 4000 * t, weights: 'int8' },
+    { name: 'OneDP-S, state, spec U-Net (65.8M), int4 weights', pc: state(PUSHT_STATE_UNET), kind: 'onedp-s', minMs: 4000 * t, weights: 'int4' },
   ];
   const results: Record<string, { tfjs: number; onnx: number }> = {};
   for (const c of cases) {
-    const r = await measure(c, dir, threads);
+    const r = await measure(c, dir);
     results[c.name] = r;
     rows.push({
       section: 'deploy',
@@ -149,12 +154,17 @@ export async function benchDeploy(rows: BenchRow[], opts: { quick: boolean }): P
   const shapes = new ConditionalUnet1D({ ...PUSHT_STATE_UNET, inputDim: 2, globalCondDim: 40 }, buildContext({ meta: true }));
   let bigParams = 0;
   for (const [, p] of shapes.namedParameters()) bigParams += p.shape.reduce((a, b) => a * b, 1);
-  const stream = await weightStreamMs(bigParams, dir, threads, 3000 * t);
+  const stream = await weightStreamMs(bigParams, dir, defaultOrtThreads(bigParams * 4), 3000 * t);
   const big = results[cases[2].name];
-  rows.push({ section: 'deploy', name: `reading ${(bigParams / 1e6).toFixed(1)}M float32 weights once (batch-1 MatMul, the memory floor of the row above)`, ms: stream, extra: { 'GB/s': (bigParams * 4) / 1e6 / stream, 'onnxruntime Hz': 1000 / stream, 'tfjs/onnxruntime time': big.onnx / stream } });
+  rows.push({ section: 'deploy', name: `reading ${(bigParams / 1e6).toFixed(1)}M float32 weights once (batch-1 MatMul: the memory floor of the 65.8M forward)`, ms: stream, extra: { 'GB/s': (bigParams * 4) / 1e6 / stream, 'onnxruntime Hz': 1000 / stream, '65.8M forward / floor': big.onnx / stream } });
+  // The default thread count against the other choice (defaultOrtThreads: 1 below 64 MB of graph).
+  for (const [c, n] of [[cases[0], 2], [cases[3], 2], [cases[2], 1]] as const) {
+    const r = await measure(c, dir, n);
+    rows.push({ section: 'deploy', name: `${c.name}, batch 1, ${n} onnxruntime thread${n > 1 ? 's' : ''}`, ms: r.onnx, extra: { 'onnxruntime Hz': 1000 / r.onnx, 'encode ms': r.onnxEncode, 'act ms': r.onnxAct, 'tfjs ms': r.tfjs, 'tfjs Hz': 1000 / r.tfjs, 'tfjs/onnxruntime time': r.tfjs / r.onnx } });
+  }
   const one = results[cases[0].name];
   const ddpm = results[cases[4].name];
   rows.push({ section: 'deploy', name: 'DDPM-100 / OneDP-S time, recipe U-Net (ratio of the rows above)', ms: ddpm.onnx, extra: { 'onnxruntime ratio': ddpm.onnx / one.onnx, 'tfjs ratio': ddpm.tfjs / one.tfjs } });
   await fs.rm(dir, { recursive: true, force: true });
-  return { onnxThreads: threads };
+  return { onnxThreads: 'defaultOrtThreads: 1 for graphs under 64 MB, else the cores up to 4' };
 }

@@ -35,7 +35,7 @@ if (/^wss?:\/\//.test(where)) {
   obsDim = client.policy.obsDim;
 } else {
   await initEngine();
-  const p = await OnnxPolicy.load(where, { threads: 1 });
+  const p = await OnnxPolicy.load(where);
   policy = p;
   obsDim = p.manifest.obsDim;
 }

@@ -26,7 +26,8 @@ import { saveCheckpoint } from '../src/train/checkpoint.js';
 import { writeFileAtomic } from '../src/io/safetensors.js';
 import { exportOnnx } from '../src/export/export.js';
 import { OnnxPolicy, planRuntime } from '../src/export/runtime.js';
-import { describeModel } from '../src/export/graph.js';
+import { OnnxGraph, describeModel } from '../src/export/graph.js';
+import { quantizeRows } from '../src/export/quantize.js';
 import { Rng } from '../src/util/rng.js';
 import { evaluatePushT, evaluatePushTAsync } from '../src/eval/pusht.js';
 import { toPolicyObs } from '../src/policy/obs_encoder.js';
@@ -257,6 +258,61 @@ describe('ONNX export and onnxruntime', () => {
       }
     }
     await expect(OnnxPolicy.load(path.join(dir, 'edm-false', 'bundle'), { sampler: 'ddim-3' })).rejects.toThrow(/needs a DDPM-trained policy/);
+  });
+
+  it('weight quantisation: MatMulNBits computes with exactly the dequantised weights, and int8 / int4 bundles act close to float32', async () => {
+    const dir = await tmp();
+    const rng = new Rng(31);
+    // K = 70 is not a multiple of the block: the last block is padded with zero weights.
+    const [n, k] = [6, 70];
+    const w = Float32Array.from({ length: n * k }, () => rng.normal());
+    for (const bits of [8, 4] as const) {
+      const q = quantizeRows(w, n, k, bits, 32);
+      const err = Math.max(...w.map((v, i) => Math.abs(v - q.dequantized[i])));
+      // Half a step of the grid at most: amax / (2^(bits-1) - 1) / 2 per block.
+      expect(err).toBeLessThan(bits === 8 ? 0.03 : 0.5);
+      expect(err).toBeGreaterThan(0);
+      const g = new OnnxGraph('q');
+      const a = g.input('a', 'float32', [2, k]);
+      g.output(g.op('MatMulNBits', [a, g.uint8('b', q.packed, [n, q.kBlocks, q.blob]), g.float('s', q.scales, [n * q.kBlocks])], { K: k, N: n, bits, block_size: 32 }, 1, 'com.microsoft'), 'y', 'float32', [2, n]);
+      const file = path.join(dir, `q${bits}.onnx`);
+      await fs.writeFile(file, g.toBytes('test'));
+      const x = Float32Array.from({ length: 2 * k }, () => rng.normal());
+      const { y } = await (await ort.InferenceSession.create(file)).run({ a: new ort.Tensor('float32', x, [2, k]) });
+      for (let r = 0; r < 2; r++) for (let c = 0; c < n; c++) {
+        let want = 0;
+        for (let i = 0; i < k; i++) want += x[r * k + i] * q.dequantized[c * k + i];
+        expect((y.data as Float32Array)[r * n + c]).toBeCloseTo(want, 4);
+      }
+    }
+    // A whole policy whose layers are large enough to be quantised (U-Net 32/64).
+    const pc = { ...config('ddpm'), unet: { diffusionStepEmbedDim: 32, downDims: [32, 64], kernelSize: 5, nGroups: 8, condPredictScale: true } };
+    const p = new OneDpPolicy(pc, { method: 'onedp-s', tInit: 65, sigmaInit: 2.5 }, NORMALIZER, 3);
+    randomise(p.generator, 32);
+    await saveCheckpoint(path.join(dir, 'ck'), 'step-0000001', { meta: { kind: 'onedp', method: 'onedp-s', policyConfig: pc, generator: p.gen, normalizer: NORMALIZER.toJSON(), step: 1 }, tensors: { generator: stateDict(p.generator) } });
+    const obs = { batch: B, data: { obs: obsBatch(4) } };
+    const want = p.predictAction(obs, { seed: 5 });
+    const scale = NORMALIZER.params.action.scale;
+    const gaps: Record<string, number> = {};
+    for (const weights of ['float32', 'int8', 'int4'] as const) {
+      const r = await exportOnnx(path.join(dir, 'ck'), path.join(dir, weights), { weights });
+      expect(r.manifest.weights).toBe(weights);
+      const header = describeModel(await fs.readFile(path.join(dir, weights, 'generator.onnx')));
+      const o = await OnnxPolicy.load(path.join(dir, weights));
+      gaps[weights] = chunkGap(want, await o.predict(obs, { seed: 5 }), scale);
+      await o.dispose();
+      if (weights !== 'float32') expect(header.nodes).toBeGreaterThan(describeModel(await fs.readFile(path.join(dir, 'float32', 'generator.onnx'))).nodes);
+    }
+    expect(gaps.float32).toBeLessThan(1e-4);
+    // Quantised: close to the float policy (normalised units, actions in [-1, 1]) but not equal to it.
+    expect(gaps.int8).toBeGreaterThan(1e-4);
+    expect(gaps.int8).toBeLessThan(0.05);
+    expect(gaps.int4).toBeGreaterThan(gaps.int8);
+    expect(gaps.int4).toBeLessThan(0.5);
+    p.dispose();
+    const bad = onedp(['export', '--policy', path.join(dir, 'ck'), '--out', path.join(dir, 'x'), '--weights', 'int2']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--weights must be float32, int8 or int4/);
   });
 
   it('bad bundles and observations get errors naming the file and the problem', async () => {

@@ -16,6 +16,7 @@ import { loadStateDict, stateDict } from '../src/nn/state_dict.js';
 import { LinearNormalizer } from '../src/policy/normalizer.js';
 import { OneDpPolicy } from '../src/distill/onedp.js';
 import type { DiffusionPolicyConfig } from '../src/policy/diffusion_policy.js';
+import { defaultVisionConfig } from '../src/policy/obs_encoder.js';
 import { saveCheckpoint } from '../src/train/checkpoint.js';
 import { servedPolicy, startServer, type PolicyServer } from '../src/serve/server.js';
 import { PolicyClient, PolicyServerError, RemotePolicy, callSeeds } from '../src/serve/client.js';
@@ -168,6 +169,24 @@ describe('policy server', () => {
     expect(viaServer.episodes).toEqual(inProcess.episodes);
     expect(viaServer.realtime?.meanDelayPeriods).toBe(2);
     remote.dispose();
+  });
+
+  it('an image policy through the server: camera frames travel as uint8 and the episodes equal in-process ones', async () => {
+    const pc: DiffusionPolicyConfig = { ...PC, obsDim: 2, vision: defaultVisionConfig() };
+    const norm = LinearNormalizer.fit({ obs: { values: Float32Array.from([10, 20, 500, 400]), dim: 2 }, action: { values: Float32Array.from([0, 10, 512, 500]), dim: 2 } });
+    const p = new OneDpPolicy(pc, { method: 'onedp-s', tInit: 65, sigmaInit: 2.5 }, norm, 4);
+    const s = await startServer({ policy: servedPolicy(p, { runtime: 'tfjs', source: 'test', digestOf: 'test', obsDim: 2, cameraSize: 96 }), port: 0 });
+    servers.push(s);
+    const remote = new RemotePolicy(await PolicyClient.connect(s.url));
+    expect(remote.cameras).toEqual(['image']);
+    const opts = { seeds: [21], batchSize: 1, maxSteps: 12, latencyReps: 0, realtime: { latency: { kind: 'nfe' as const, perNfeMs: 50 } } };
+    const viaServer = await evaluatePushTAsync(remote, opts);
+    const local = { kind: p.kind, nObsSteps: 2, nActionSteps: 4, horizon: 8, actionDim: 2, cameras: ['image'], dispose: () => {}, predict: async (o: Parameters<typeof p.predictAction>[0], q: { rngs?: Rng[]; seed?: number } = {}) => p.predictAction(o, q.rngs ? { rngs: callSeeds(q.rngs).map((x) => new Rng(x)) } : { seed: q.seed }) };
+    const inProcess = await evaluatePushTAsync(local, opts);
+    expect(viaServer.episodes).toEqual(inProcess.episodes);
+    expect(viaServer.episodes[0].predictions).toBeGreaterThan(1);
+    remote.dispose();
+    p.dispose();
   });
 
   it('CLI: onedp serve and onedp eval --server end to end, SIGTERM stops it cleanly; a public bind without a token is refused', async () => {

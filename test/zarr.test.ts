@@ -284,6 +284,9 @@ describe('zarr replay buffer', () => {
       await editJson(path.join(kp, '.zarray'), (j) => (j.shape = [20, 9000000, 2]));
       await expect(readReplayBuffer(p, { keys: ['keypoint'] })).rejects.toThrow(`${kp}: shape [20,9000000,2] in chunks of [8,9,2] declares 3000000 chunks but only 3 chunk files exist`);
       await expect(datasetInfo(p)).rejects.toThrow(/declares 3000000 chunks/);
+      const ends = path.join(p, 'meta', 'episode_ends');
+      await editJson(path.join(ends, '.zarray'), (j) => ((j.shape = [3000000]), (j.chunks = [3])));
+      await expect(readReplayBuffer(p, { keys: ['state'] })).rejects.toThrow(`${ends}: shape [3000000] in chunks of [3] declares 1000000 chunks but only 1 chunk files exist`);
     });
 
     it('episode ends that disagree with the data, and arrays that disagree with each other', async () => {

@@ -376,6 +376,7 @@ async function openDataset(root: string): Promise<OpenedDataset> {
   const endsType = parseDtype(endsMeta.dtype)!;
   if (endsType.kind === 'f') throw new DatasetError(endsDir, `wrong dtype ${JSON.stringify(endsMeta.dtype)}: episode_ends must be an integer array (normally "<i8")`);
   if (endsMeta.shape.length !== 1) throw new DatasetError(endsDir, `episode_ends must be 1-D, got shape ${JSON.stringify(endsMeta.shape)}`);
+  await checkChunkFiles(endsDir, endsMeta);
   const endsF64 = new Float64Array(endsMeta.shape[0]);
   await readArrayInto(endsDir, endsMeta, endsF64);
   const episodeEnds = Array.from(endsF64);

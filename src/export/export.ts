@@ -25,12 +25,26 @@ import { DiscreteSchedule } from '../diffusion/ddpm.js';
 import { EDMScheduler } from '../diffusion/edm.js';
 import { UNET_DEFAULTS, type UnetConfig } from '../nn/unet1d.js';
 import { OnnxGraph, OPSET } from './graph.js';
-import { emitUnet, WeightSource } from './unet.js';
+import { emitUnet, WeightSource, type QuantOptions } from './unet.js';
 import { emitCameraEncoder } from './resnet.js';
 import { condDim as condDimOf, type VisionConfig } from '../policy/obs_encoder.js';
 
 export const BUNDLE_FORMAT = 'onedp-onnx';
 export const BUNDLE_VERSION = 1;
+
+/** float32 keeps parity with tfjs; int8 / int4 read a quarter / an eighth of the bytes. */
+export type ExportWeights = 'float32' | 'int8' | 'int4';
+
+export interface ExportOptions {
+  /** Weight-only quantisation of the U-Net's large layers (default float32). */
+  weights?: ExportWeights;
+}
+
+/** Quantised layers: blocks of 32 along the input; layers under 16k weights stay float32. */
+function quantOptions(weights: ExportWeights): QuantOptions | null {
+  if (weights === 'float32') return null;
+  return { bits: weights === 'int8' ? 8 : 4, blockSize: 32, minElements: 1 << 14 };
+}
 
 export type BundleKind = 'onedp-s' | 'onedp-d' | 'diffusion-policy' | 'consistency-policy';
 
@@ -56,6 +70,8 @@ export interface BundleManifest {
   /** Consistency Policy: its noise levels. */
   sampling?: ConsistencySampling;
   files: { encoder: string; action: string };
+  /** The action graph's large layers as 8- or 4-bit weights (MatMulNBits), or float32. */
+  weights: ExportWeights;
   /** Graph inputs and outputs with their shapes ("batch" is symbolic). */
   io: Record<string, { inputs: Record<string, (number | string)[]>; outputs: Record<string, (number | string)[]> }>;
   policyConfig: DiffusionPolicyConfig;
@@ -149,7 +165,9 @@ export interface ExportResult {
 }
 
 /** Exports the checkpoint at `ckptPath` as an ONNX bundle in `outDir`. */
-export async function exportOnnx(ckptPath: string, outDir: string): Promise<ExportResult> {
+export async function exportOnnx(ckptPath: string, outDir: string, opts: ExportOptions = {}): Promise<ExportResult> {
+  const weights = opts.weights ?? 'float32';
+  if (!['float32', 'int8', 'int4'].includes(weights)) throw new Error(`export: weights must be float32, int8 or int4, got ${JSON.stringify(weights)}`);
   const ck = await loadCheckpoint(ckptPath);
   const src = `${ck.path}/checkpoint.json`;
   const pc = ck.meta.policyConfig as DiffusionPolicyConfig | undefined;
@@ -166,7 +184,7 @@ export async function exportOnnx(ckptPath: string, outDir: string): Promise<Expo
     encoderWeights = new WeightSource(t, `${ck.path}/${file}.safetensors`);
     // The U-Net's weights sit under "unet." in a policy model's state dict.
     const unet = new Map([...t].filter(([k]) => k.startsWith('unet.')).map(([k, v]) => [k.slice(5), v]));
-    return new WeightSource(unet.size ? unet : t, `${ck.path}/${file}.safetensors`);
+    return new WeightSource(unet.size ? unet : t, `${ck.path}/${file}.safetensors`, quantOptions(weights));
   };
 
   let kind: BundleKind;
@@ -211,6 +229,7 @@ export async function exportOnnx(ckptPath: string, outDir: string): Promise<Expo
     noise: pc.noise,
     ...extra,
     files: { encoder: 'encoder.onnx', action: action.file },
+    weights,
     io: { encoder: { inputs: encoderInputs, outputs: { cond: ['batch', condDim] } }, action: io },
     policyConfig: pc,
     source: { checkpoint: path.resolve(ck.path), step: ck.meta.step ?? null, exportedAt: new Date().toISOString() },

@@ -31,6 +31,7 @@ export class OnnxGraph {
   private readonly inputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly names = new Set<string>();
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   constructor(readonly name: string) {}
@@ -67,6 +68,14 @@ export class OnnxGraph {
     return name;
   }
 
+  /** A uint8 constant (packed quantised weights). */
+  uint8(prefix: string, data: Uint8Array, dims: number[]): string {
+    const name = this.fresh(prefix);
+    if (data.length !== dims.reduce((a, b) => a * b, 1)) throw new Error(`onnx: initializer ${name} has ${data.length} bytes for dims [${dims}]`);
+    this.initializers.push(onnx.TensorProto.create({ name, dims, dataType: DataType.UINT8, rawData: data }));
+    return name;
+  }
+
   int64(prefix: string, data: number[]): string {
     const name = this.fresh(prefix);
     const b = BigInt64Array.from(data.map((v) => BigInt(v)));
@@ -75,15 +84,17 @@ export class OnnxGraph {
   }
 
   /** Adds a node; returns its output name (or names, when `outputs` > 1). */
-  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs = 1): string {
-    return this.opN(opType, inputs, attrs, outputs)[0];
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs = 1, domain = ''): string {
+    return this.opN(opType, inputs, attrs, outputs, domain)[0];
   }
 
-  opN(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs = 1): string[] {
+  opN(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs = 1, domain = ''): string[] {
     const out = Array.from({ length: outputs }, () => this.fresh(opType.toLowerCase()));
+    if (domain) this.domains.add(domain);
     this.nodes.push(
       onnx.NodeProto.create({
         opType,
+        domain,
         input: inputs,
         output: out,
         name: out[0],
@@ -101,7 +112,7 @@ export class OnnxGraph {
       producerName: 'onedp',
       producerVersion: '0.1.0',
       docString,
-      opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: OPSET })],
+      opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: OPSET }), ...[...this.domains].map((domain) => onnx.OperatorSetIdProto.create({ domain, version: 1 }))],
       graph,
       metadataProps: Object.entries(metadata).map(([key, value]) => onnx.StringStringEntryProto.create({ key, value })),
     });

@@ -8,13 +8,29 @@ import type { UnetConfig } from '../nn/unet1d.js';
 import type { SafeTensor } from '../io/safetensors.js';
 import { toFloat32 } from '../io/safetensors.js';
 import type { OnnxGraph } from './graph.js';
+import { quantizeRows, type QuantBits } from './quantize.js';
+
+/** Weight-only quantisation of the large Linear and Conv1d layers (MatMulNBits). */
+export interface QuantOptions {
+  bits: QuantBits;
+  /** Values per scale along the input dimension (32). */
+  blockSize: number;
+  /** Layers with fewer weights than this stay float32 (they cost little to read). */
+  minElements: number;
+}
 
 /** Looks up PyTorch-layout weights by name, with a clear error for a missing one. */
 export class WeightSource {
   constructor(
     private readonly tensors: Map<string, SafeTensor>,
     private readonly source: string,
+    readonly quant: QuantOptions | null = null,
   ) {}
+
+  /** Whether `name` is large enough to quantise under this source's options. */
+  quantizes(name: string): boolean {
+    return !!this.quant && this.get(name).data.length >= this.quant.minElements;
+  }
 
   has(name: string): boolean {
     return this.tensors.has(name);
@@ -37,14 +53,48 @@ export function mish(g: OnnxGraph, x: string): string {
   return g.op('Mul', [x, g.op('Tanh', [g.op('Softplus', [x])])]);
 }
 
+/** x (..., K) times the quantised (N, K) weight `name`, transposed: (..., N). */
+function matmulQuantized(g: OnnxGraph, w: WeightSource, name: string, x: string): string {
+  const { data, shape } = w.get(name);
+  const n = shape[0];
+  const k = data.length / n;
+  const { bits, blockSize } = w.quant!;
+  const q = quantizeRows(data, n, k, bits, blockSize);
+  const tag = name.replace(/[^A-Za-z0-9_]/g, '_');
+  return g.op('MatMulNBits', [x, g.uint8(`${tag}_q`, q.packed, [n, q.kBlocks, q.blob]), g.float(`${tag}_scales`, q.scales, [n * q.kBlocks])], { K: k, N: n, bits, block_size: blockSize, accuracy_level: 4 }, 1, 'com.microsoft');
+}
+
 /** Linear with PyTorch's (out, in) weight: y = x W^T + b. */
 export function linear(g: OnnxGraph, w: WeightSource, prefix: string, x: string): string {
+  if (w.quantizes(`${prefix}.weight`)) return g.op('Add', [matmulQuantized(g, w, `${prefix}.weight`, x), w.init(g, `${prefix}.bias`)]);
   return g.op('Gemm', [x, w.init(g, `${prefix}.weight`), w.init(g, `${prefix}.bias`)], { transB: 1 });
 }
 
 function conv1d(g: OnnxGraph, w: WeightSource, prefix: string, x: string, stride = 1, padding = 0): string {
   const k = w.get(`${prefix}.weight`).shape[2];
+  if (w.quantizes(`${prefix}.weight`)) return conv1dQuantized(g, w, prefix, x, k, stride, padding);
   return g.op('Conv', [x, w.init(g, `${prefix}.weight`), w.init(g, `${prefix}.bias`)], { kernel_shape: [k], strides: [stride], pads: [padding, padding] });
+}
+
+/**
+ * Conv1d as im2col and a quantised MatMul: the k shifted (strided) views of the padded input,
+ * stacked as (B, C, k, L_out) and laid out as (B, L_out, C*k), match the rows of the (out, C, k)
+ * weight; then x W^T + b, back to (B, out, L_out).
+ */
+function conv1dQuantized(g: OnnxGraph, w: WeightSource, prefix: string, x: string, k: number, stride: number, padding: number): string {
+  const padded = padding ? g.op('Pad', [x, g.int64('pads', [0, 0, padding, 0, 0, padding])]) : x;
+  const len = g.op('Slice', [g.op('Shape', [padded]), g.int64('start', [2]), g.int64('end', [3])]);
+  const views: string[] = [];
+  for (let j = 0; j < k; j++) {
+    // Positions j, j + stride, ... while a whole kernel still fits: end = len - (k - 1 - j).
+    const end = g.op('Sub', [len, g.int64('tail', [k - 1 - j])]);
+    const v = g.op('Slice', [padded, g.int64('start', [j]), end, g.int64('axes', [2]), g.int64('steps', [stride])]);
+    views.push(g.op('Unsqueeze', [v, g.int64('axes', [2])]));
+  }
+  const stacked = k > 1 ? g.op('Concat', views, { axis: 2 }) : views[0];
+  const cols = g.op('Reshape', [g.op('Transpose', [stacked], { perm: [0, 3, 1, 2] }), g.int64('im2col', [0, 0, -1])]);
+  const y = g.op('Add', [matmulQuantized(g, w, `${prefix}.weight`, cols), w.init(g, `${prefix}.bias`)]);
+  return g.op('Transpose', [y], { perm: [0, 2, 1] });
 }
 
 /** GroupNorm (eps 1e-5) on (B, C, L), or on (B, C, H, W) with `spatial` 2. */
