@@ -5,11 +5,13 @@
  * `RemotePolicy`, or in-process with an `OnnxPolicy`).
  *
  * Time is counted in control steps. A request made at step k carries the observation history
- * ending at k; its chunk's executed actions are stamped k, k+1, ... (the chunk from index To-1
- * on, beyond the executed window too). When the reply arrives at step j > k, the actions stamped
- * before j are stale and dropped, as `onedp eval --realtime` does with `skip`, and the rest
- * replace whatever older chunk was queued for those steps. While nothing is queued the actor
- * returns null: the robot holds (or repeats its last command).
+ * ending at k; its chunk's actions are stamped k, k+1, ... (the chunk from index To-1 on). The
+ * Ta actions of the executed window are queued; the rest of the chunk is kept as spares. When
+ * the reply arrives at step j > k, the window's actions stamped before j are stale and dropped,
+ * as `onedp eval --realtime` does with `skip`, and the rest replace whatever older chunk was
+ * queued for those steps. A step with nothing queued runs the newest chunk's spare for that
+ * step (the harness's `previous` fill: the policy's own prediction past its window, while the
+ * next chunk is late); with no spare either, the actor returns null and the robot holds.
  *
  * The next request goes out when fewer than `requestAhead` actions remain queued after the
  * current step. `auto` sets it from the round trips seen so far (the slowest of the last five, in
@@ -39,7 +41,9 @@ export interface AsyncActorStats {
   requests: number;
   replies: number;
   failures: number;
-  /** Steps that had no queued action (the robot held): before the first chunk, or when one came late. */
+  /** Steps with nothing queued that ran a spare (past the window of the newest chunk). */
+  spareSteps: number;
+  /** Steps with neither (the robot held): before the first chunk, or when one came very late. */
   underruns: number;
   /** Actions dropped because their time had passed when their chunk arrived. */
   staleDropped: number;
@@ -52,12 +56,13 @@ export class AsyncActor {
   private readonly period: number;
   private readonly history: StepObservation[] = [];
   private readonly queue = new Map<number, number[]>();
+  private readonly spare = new Map<number, number[]>();
   private readonly rng: Rng;
   private step = -1;
   /** Bumped by `reset`, so a reply to the previous episode's request is ignored. */
   private epoch = 0;
   private inFlight: Promise<void> | null = null;
-  readonly stats: AsyncActorStats = { steps: 0, requests: 0, replies: 0, failures: 0, underruns: 0, staleDropped: 0, delaySteps: [], latencyMs: [] };
+  readonly stats: AsyncActorStats = { steps: 0, requests: 0, replies: 0, failures: 0, spareSteps: 0, underruns: 0, staleDropped: 0, delaySteps: [], latencyMs: [] };
 
   constructor(
     readonly policy: AsyncPolicy,
@@ -97,12 +102,15 @@ export class AsyncActor {
     // Before To observations exist the first one is repeated, as the harness pads an episode's start.
     while (this.history.length < to) this.history.unshift(this.history[0]);
     while (this.history.length > to) this.history.shift();
-    for (const k of this.queue.keys()) if (k < this.step) this.queue.delete(k);
+    for (const m of [this.queue, this.spare]) for (const k of m.keys()) if (k < this.step) m.delete(k);
     // `queued` counts from the next step: this step's action is taken now.
     if (!this.inFlight && this.queued < this.requestAhead) this.request();
-    const a = this.queue.get(this.step) ?? null;
-    this.queue.delete(this.step);
-    if (!a) this.stats.underruns++;
+    let a = this.queue.get(this.step) ?? null;
+    if (!a) {
+      a = this.spare.get(this.step) ?? null;
+      if (a) this.stats.spareSteps++;
+      else this.stats.underruns++;
+    }
     return a;
   }
 
@@ -123,13 +131,20 @@ export class AsyncActor {
         this.stats.latencyMs.push(ms);
         this.stats.delaySteps.push(arrival - at);
         const chunk = out.chunk[0];
+        const windowEnd = this.policy.nObsSteps - 1 + this.policy.nActionSteps;
         for (let i = this.policy.nObsSteps - 1, k = at; i < chunk.length; i++, k++) {
+          const inWindow = i < windowEnd;
           if (k < arrival) {
-            // Only the executed window's stale actions count as dropped; beyond it they are spares.
-            if (i < this.policy.nObsSteps - 1 + this.policy.nActionSteps) this.stats.staleDropped++;
+            if (inWindow) this.stats.staleDropped++;
             continue;
           }
-          this.queue.set(k, chunk[i]);
+          if (inWindow) {
+            this.queue.set(k, chunk[i]);
+            this.spare.delete(k);
+          } else {
+            this.spare.set(k, chunk[i]);
+            this.queue.delete(k);
+          }
         }
       })
       .catch((e: unknown) => {
@@ -150,6 +165,7 @@ export class AsyncActor {
   reset(): void {
     this.history.length = 0;
     this.queue.clear();
+    this.spare.clear();
     this.step = -1;
     this.epoch++;
   }
