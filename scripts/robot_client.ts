@@ -2,7 +2,7 @@
  * A robot-side client, as a robot process would run one: PushT stands in for the robot and ticks
  * at its 10 Hz control rate in wall-clock time, while `AsyncActor` keeps the next action chunk in
  * flight to a policy server (or to an exported bundle in this process).
- *   npx tsx scripts/robot_client.ts ws://127.0.0.1:8765 [episodes = 3] [--token T] [--steps 300] [--seed 100000]
+ *   npx tsx scripts/robot_client.ts ws://127.0.0.1:8765 [episodes = 3] [--token T] [--steps 300] [--seed 100000] [--ahead auto|N]
  *   npx tsx scripts/robot_client.ts runs/export/onedp-s [episodes]     (an onnxruntime bundle, in process)
  * Prints one JSON line per episode (score, steps that held for lack of an action, stale actions
  * dropped, round trips) and a summary.
@@ -26,6 +26,8 @@ if (!where) {
 const episodes = Number(episodesArg ?? 3);
 const maxSteps = Number(flag('--steps', '300'));
 const seed0 = Number(flag('--seed', '100000'));
+const aheadFlag = flag('--ahead', 'auto');
+const requestAhead = aheadFlag === 'auto' ? 'auto' : Number(aheadFlag);
 
 let policy: AsyncPolicy;
 let obsDim: number;
@@ -48,7 +50,7 @@ for (let e = 0; e < episodes; e++) {
   const seed = seed0 + e;
   const env = makePushTEnv(0);
   let obs = keypointObs(env.reset(seed));
-  const actor = new AsyncActor(policy, { controlPeriodMs: CONTROL_PERIOD_MS, seed, onError: (err) => console.error(`request failed: ${err.message}`) });
+  const actor = new AsyncActor(policy, { controlPeriodMs: CONTROL_PERIOD_MS, seed, requestAhead, onError: (err) => console.error(`request failed: ${err.message}`) });
   let score = 0;
   let late = 0;
   const start = performance.now();
@@ -66,7 +68,7 @@ for (let e = 0; e < episodes; e++) {
   await actor.idle();
   const s = actor.stats;
   scores.push(score);
-  console.log(JSON.stringify({ seed, score: +score.toFixed(4), steps: s.steps, requests: s.requests, heldSteps: s.underruns, staleDropped: s.staleDropped, delaySteps: { p50: pct(s.delaySteps, 0.5), max: Math.max(...s.delaySteps) }, latencyMs: { p50: +pct(s.latencyMs, 0.5).toFixed(2), p99: +pct(s.latencyMs, 0.99).toFixed(2) }, lateTicks: late }));
+  console.log(JSON.stringify({ seed, score: +score.toFixed(4), steps: s.steps, requests: s.requests, heldSteps: s.underruns, spareSteps: s.spareSteps, staleDropped: s.staleDropped, delaySteps: { p50: pct(s.delaySteps, 0.5), max: Math.max(...s.delaySteps) }, latencyMs: { p50: +pct(s.latencyMs, 0.5).toFixed(2), p99: +pct(s.latencyMs, 0.99).toFixed(2) }, lateTicks: late }));
 }
 console.log(JSON.stringify({ episodes, meanScore: +(scores.reduce((a, b) => a + b, 0) / scores.length).toFixed(4) }));
 await policy.dispose();

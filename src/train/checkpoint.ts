@@ -37,13 +37,21 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * A killed writer leaves its temporary checkpoint or pointer behind; one run has one writer, so
+ * a run that saves or resumes removes them (a resumed run may have nothing left to save).
+ */
+export async function removeWriterDebris(dir: string): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    if (/^\.step-\d+\.tmp-\d+$/.test(n) || /^\.latest\.json\..*\.tmp$/.test(n)) await fs.rm(path.join(dir, n), { recursive: true, force: true });
+  }
+}
+
 /** Writes a checkpoint named `name` under `dir` and points latest.json at it. */
 export async function saveCheckpoint(dir: string, name: string, data: CheckpointData, keep = 3): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
-  // A killed writer leaves its temporary checkpoint or pointer behind; one run has one writer.
-  for (const n of await fs.readdir(dir)) {
-    if (/^\.step-\d+\.tmp-\d+$/.test(n) || /^\.latest\.json\..*\.tmp$/.test(n)) await fs.rm(path.join(dir, n), { recursive: true, force: true });
-  }
+  await removeWriterDebris(dir);
   const final = path.join(dir, name);
   const tmp = path.join(dir, `.${name}.tmp-${process.pid}`);
   await fs.mkdir(tmp);

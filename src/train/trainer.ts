@@ -15,7 +15,7 @@ import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
 import { Ema } from './ema.js';
 import { cosineWithWarmup } from './lr.js';
-import { CheckpointError, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { CheckpointError, latestCheckpoint, loadCheckpoint, removeWriterDebris, saveCheckpoint } from './checkpoint.js';
 import { makeProgress, type Progress } from './progress.js';
 import type { SafeTensor } from '../io/safetensors.js';
 import { disposePolicyObs, trainingObs } from '../policy/obs_encoder.js';
@@ -175,6 +175,7 @@ export async function trainPolicy(opts: TrainOptions): Promise<TrainResult> {
   const actionKey = opts.actionKey ?? 'action';
   const ckptDir = path.join(opts.outDir, 'checkpoints');
   const existing = opts.resume ? await latestCheckpoint(ckptDir) : null;
+  if (opts.resume) await removeWriterDebris(ckptDir);
   let cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...opts.train };
   let policyConfig = opts.policy;
   validatePolicyConfig(policyConfig);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
+const BIN = path.join(ROOT, 'bin', 'onedp.js');
 
 export interface CliResult {
   code: number;
@@ -22,7 +23,7 @@ export function onedp(args: string[], opts: { cwd?: string; timeoutMs?: number }
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts `onedp ...args` without waiting, for kill tests. */
+/** Starts `onedp ...args` through bin/onedp.js (what `npx onedp` runs), without waiting, for signal tests. */
 export function onedpAsync(args: string[]) {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ONEDP_BACKEND: 'wasm' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ONEDP_BACKEND: 'wasm' }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
