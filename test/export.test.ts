@@ -189,12 +189,19 @@ describe('ONNX export and onnxruntime', () => {
     const header = describeModel(await fs.readFile(path.join(ck, 'bundle', 'consistency.onnx')));
     expect(header.inputs).toEqual(['sample', 'timestep', 'stop', 'cond']);
     expect(header.opset).toBe(17);
-    // The CP bundle loads, but acting with it is tfjs's job, and eval says so before it starts.
-    const cpBundle = await OnnxPolicy.load(path.join(ck, 'bundle'));
-    await expect(cpBundle.predict({ batch: 1, data: { obs: new Float32Array(2 * OBS_DIM) } })).rejects.toThrow(/chained jumps run on tfjs/);
-    await cpBundle.dispose();
-    await expect(planRuntime(path.join(ck, 'bundle'), 'auto')).rejects.toThrow(/chained jumps run on tfjs/);
-    expect((await planRuntime(ck, 'auto')).runtime).toBe('tfjs');
+    // The CP bundle acts through the same chained loop as tfjs: 1 and 3 steps give its chunks.
+    for (const steps of [1, 3]) {
+      const o = await OnnxPolicy.load(path.join(ck, 'bundle'), { sampler: `cp-${steps}` });
+      cp.steps = steps;
+      const obs = { batch: B, data: { obs: obsBatch(6) } };
+      const want = cp.predictAction(obs, { seed: 12 });
+      const got = await o.predict(obs, { seed: 12 });
+      expect(got.timing.nfe).toBe(steps);
+      expect(chunkGap(want, got, NORMALIZER.params.action.scale)).toBeLessThan(1e-4);
+      await o.dispose();
+    }
+    await expect(OnnxPolicy.load(path.join(ck, 'bundle'), { sampler: 'ddim-3' })).rejects.toThrow(/use cp-1 or cp-3/);
+    expect((await planRuntime(ck, 'auto')).runtime).toBe('onnx');
     cp.dispose();
   });
 

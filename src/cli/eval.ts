@@ -95,7 +95,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
-    .option('--runtime <name>', 'auto: onnxruntime for exported bundles and OneDP and diffusion-policy checkpoints (exported on the fly) when it loads, tfjs otherwise (Consistency Policy, --workers); or tfjs, or onnx', 'auto')
+    .option('--runtime <name>', 'auto: onnxruntime for exported bundles and checkpoints (exported on the fly) when it loads, tfjs otherwise and with --workers; or tfjs, or onnx', 'auto')
     .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
       if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);

@@ -38,7 +38,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <addr>', 'address to bind; anything but loopback requires --token', '127.0.0.1')
     .option('--port <n>', 'port (0 picks a free one)', '8765')
     .option('--token <t>', 'shared secret clients send as "Authorization: Bearer <t>" or ?token=<t> (at least 8 characters)')
-    .option('--runtime <name>', 'auto (onnxruntime for bundles, OneDP and diffusion-policy checkpoints when it loads), tfjs or onnx', 'auto')
+    .option('--runtime <name>', 'auto (onnxruntime for bundles and checkpoints when it loads), tfjs or onnx', 'auto')
     .option('--sampler <name>', 'diffusion policies: ddpm, ddim-N or edm-N; consistency policies: cp-1 or cp-3')
     .option('--max-message-bytes <n>', 'largest request answered', String(8 * 1024 * 1024))
     .action(async (f: ServeFlags) => {

@@ -93,7 +93,7 @@ export class EDMScheduler implements NoiseScheduler {
   }
 
   /** `denoise` as a loop step: D(x; sigma) for one sigma, asking the driver for F. */
-  private *denoiseLoop(x: tf.Tensor, sigma: number): Generator<NetworkRequest, tf.Tensor, tf.Tensor> {
+  *denoiseLoop(x: tf.Tensor, sigma: number): Generator<NetworkRequest, tf.Tensor, tf.Tensor> {
     const b = x.shape[0];
     const bshape = [b, ...x.shape.slice(1).map(() => 1)];
     const p = this.precondition(sigma);

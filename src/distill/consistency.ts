@@ -31,7 +31,7 @@ import { checkCameras } from '../train/trainer.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import type { LinearNormalizer } from '../policy/normalizer.js';
 import { EDMScheduler } from '../diffusion/edm.js';
-import { randn, type NetworkFn, type NoiseSource } from '../diffusion/types.js';
+import { randn, runSampler, type NetworkFn, type NoiseSource, type SamplerLoop } from '../diffusion/types.js';
 import { SequenceSampler } from '../data/sequence.js';
 import { AdamW } from '../train/adamw.js';
 import { Ema } from '../train/ema.js';
@@ -179,6 +179,36 @@ export function parseConsistencySampler(name: string): number {
   return m[1] ? Number(m[1]) : 1;
 }
 
+/** The student's stop-time input for a jump to time 0: ln(sigmaMin) / 4, as `ctmDenoise` feeds it. */
+export function consistencyStopInput(c: ConsistencySampling): number {
+  return Math.log(c.sigmaMin) / 4;
+}
+
+/**
+ * CP's chained sampling as a loop of network requests (`SamplerLoop`): jump from sigmaMax to time
+ * 0, then for more steps re-noise the result to each chaining level and jump to 0 again. A jump
+ * to 0 is the student's EDM-preconditioned denoiser (the blend G = (s/t) x + (1 - s/t) g is g at
+ * s = 0); each request is its F at (c_in x, c_noise), and the driver adds the stop-time input
+ * (`consistencyStopInput`). tfjs and onnxruntime drive the same loop.
+ */
+export function* consistencyLoop(c: ConsistencySampling, steps: number, shape: number[], noise: NoiseSource): SamplerLoop {
+  if (!Number.isInteger(steps) || steps < 1 || steps > c.bins) throw new Error(`consistency policy steps must be an integer in 1..${c.bins}, got ${steps}`);
+  const edm = new EDMScheduler({ numSteps: c.bins, sigmaMin: c.sigmaMin, sigmaMax: c.sigmaMax, rho: c.rho, sigmaData: c.sigmaData });
+  const sigmas = edm.sigmas();
+  const levels = [c.sigmaMax, ...chainBins(steps, c.bins).map((i) => sigmas[i])];
+  let x0: tf.Tensor | null = null;
+  for (const t of levels) {
+    const z = randn(noise, shape, tf);
+    const xt: tf.Tensor = tf.tidy(() => (x0 ? x0.add(z.mul(t)) : z.mul(t)));
+    z.dispose();
+    const g: tf.Tensor = yield* edm.denoiseLoop(xt, Math.max(t, c.sigmaMin));
+    xt.dispose();
+    x0?.dispose();
+    x0 = g;
+  }
+  return x0!;
+}
+
 /**
  * Acts with `steps` network evaluations: jump from sigmaMax to 0; for more steps, re-noise the
  * result to the chaining levels and jump to 0 again.
@@ -223,21 +253,12 @@ export class ConsistencyPolicy extends ChunkPolicy {
   }
 
   protected generateChunk(cond: tf.Tensor, noise: NoiseSource, opts: { steps?: number }): { sample: tf.Tensor; nfe: number } {
-    const levels = this.chainSigmas(opts.steps ?? this.nSteps);
-    const shape = [cond.shape[0], this.config.horizon, this.config.actionDim];
     const b = cond.shape[0];
-    let x0: tf.Tensor | null = null;
-    for (const t of levels) {
-      const z = randn(noise, shape, tf);
-      const next: tf.Tensor = tf.tidy(() => {
-        const xt = x0 ? x0.add(z.mul(t)) : z.mul(t);
-        return ctmJump(this.student.unet, this.edm, xt, cond, new Array<number>(b).fill(t), new Array<number>(b).fill(0));
-      });
-      z.dispose();
-      x0?.dispose();
-      x0 = next;
-    }
-    return { sample: x0!, nfe: levels.length };
+    const stop = tf.fill([b], consistencyStopInput(this.sampling));
+    const net: NetworkFn = (x, t) => this.student.unet.forward(x, t, cond, [stop]);
+    const out = runSampler(consistencyLoop(this.sampling, opts.steps ?? this.nSteps, [b, this.config.horizon, this.config.actionDim], noise), net, tf);
+    stop.dispose();
+    return out;
   }
 
   dispose(): void {

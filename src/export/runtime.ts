@@ -5,9 +5,9 @@
  * onnxruntime's `run` is asynchronous, so `OnnxPolicy.predict` returns a promise; it takes the
  * same observation batches and seeds as `Policy.predictAction` and returns the same output, so
  * the two runtimes give the same actions for the same noise. One-step bundles (OneDP-S/D) run
- * as two graph calls; a diffusion policy's denoiser runs inside onedp's sampler loops (DDPM,
- * DDIM-N, EDM Heun-N: `SamplerLoop`), whose few elementwise updates per step stay in tfjs. A
- * Consistency Policy bundle is exported, but its chained jumps run on tfjs.
+ * as two graph calls; a diffusion policy's denoiser and a Consistency Policy's student run inside
+ * onedp's sampler loops (DDPM, DDIM-N, EDM Heun-N, CP's chained jumps: `SamplerLoop`), whose few
+ * elementwise updates per step stay in tfjs.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,7 +18,8 @@ import { nest, noiseFor, toObservationBatch, type AsyncPolicy, type ObservationB
 import { validateVisionConfig } from '../policy/obs_encoder.js';
 import { tf } from '../engine/index.js';
 import { parseSampler, schedulerFromConfig, validateNoiseConfig } from '../diffusion/index.js';
-import { randn, runSamplerAsync, type NoiseScheduler } from '../diffusion/types.js';
+import { randn, runSamplerAsync, type NoiseScheduler, type SamplerLoop } from '../diffusion/types.js';
+import { consistencyLoop, consistencyStopInput, parseConsistencySampler } from '../distill/consistency.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type BundleManifest } from './export.js';
 
 export class BundleError extends Error {
@@ -104,6 +105,13 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
     }
     if (m.vision.frameSize > 1024) throw new BundleError(`${file}: vision.frameSize ${m.vision.frameSize} is beyond the supported 1024`);
   }
+  if (m.kind === 'consistency-policy') {
+    const c = m.sampling as Record<string, unknown> | undefined;
+    const pos = (k: string) => typeof c?.[k] === 'number' && Number.isFinite(c[k]) && (c[k] as number) > 0;
+    if (!c || !isInt(c.bins) || (c.bins as number) > 10000 || !['sigmaMin', 'sigmaMax', 'rho', 'sigmaData'].every(pos) || (c.sigmaMax as number) <= (c.sigmaMin as number)) {
+      throw new BundleError(`${file}: "sampling" must give bins (1..10000) and positive sigmaMin < sigmaMax, rho and sigmaData, got ${JSON.stringify(m.sampling)}`);
+    }
+  }
   if (m.kind === 'diffusion-policy') {
     // Bounded before anything is built: a schedule's size sets the sampler's allocations.
     try {
@@ -116,12 +124,12 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
   return m as BundleManifest;
 }
 
-const CP_ON_TFJS = (where: string) => `${where}: a Consistency Policy bundle loads in onnxruntime, but its chained jumps run on tfjs (give its checkpoint with --runtime tfjs)`;
-
 export class OnnxPolicy implements AsyncPolicy {
   private readonly rng: Rng;
   /** A diffusion policy's sampler: its training schedule's own unless one was chosen. */
   sampler: NoiseScheduler | null = null;
+  /** A Consistency Policy's chained steps (1 unless `cp-N` was chosen). */
+  cpSteps = 1;
 
   private constructor(
     readonly manifest: BundleManifest,
@@ -150,10 +158,15 @@ export class OnnxPolicy implements AsyncPolicy {
       }
     };
     let sampler: NoiseScheduler | null = null;
+    let cpSteps = 1;
     if (manifest.kind === 'diffusion-policy') sampler = opts.sampler ? parseSampler(opts.sampler, manifest.noise.kind as 'ddpm' | 'edm') : schedulerFromConfig(manifest.noise);
-    else if (opts.sampler) throw new BundleError(`${dir}: a sampler applies to diffusion policies; this is a one-step ${manifest.kind} bundle`);
+    else if (manifest.kind === 'consistency-policy') {
+      cpSteps = opts.sampler ? parseConsistencySampler(opts.sampler) : 1;
+      if (cpSteps > manifest.sampling!.bins) throw new BundleError(`${dir}: ${opts.sampler} asks for more steps than the policy's ${manifest.sampling!.bins} noise levels`);
+    } else if (opts.sampler) throw new BundleError(`${dir}: a sampler applies to diffusion and consistency policies; this is a one-step ${manifest.kind} bundle`);
     const p = new OnnxPolicy(manifest, dir, ort, await session(manifest.files.encoder), await session(manifest.files.action), opts.seed ?? 0);
     p.sampler = sampler;
+    p.cpSteps = cpSteps;
     return p;
   }
 
@@ -179,7 +192,6 @@ export class OnnxPolicy implements AsyncPolicy {
   /** As `Policy.predictAction`: the same seeds give the same noise, hence the same actions. */
   async predict(obsIn: ObservationBatch | number[][][], opts: { seed?: number; rngs?: Rng[] } = {}): Promise<PolicyOutput> {
     const m = this.manifest;
-    if (m.kind === 'consistency-policy') throw new BundleError(CP_ON_TFJS(this.dir));
     const obs = toObservationBatch(obsIn);
     const { nObsSteps: to, obsDim, horizon, actionDim, nActionSteps } = m;
     const raw = obs.data.obs;
@@ -203,16 +215,25 @@ export class OnnxPolicy implements AsyncPolicy {
     const t1 = performance.now();
     let chunk: Float32Array;
     let nfe = 1;
-    if (this.sampler) {
-      // The denoiser inside onedp's sampler loop, in normalised action space.
-      const x = randn(noise, [b, horizon, actionDim], tf);
-      const res = await runSamplerAsync(this.sampler.loop(x, noise), async (xs, ts) => {
-        const { output } = await this.run(this.action, { sample: new this.ort.Tensor('float32', xs.dataSync() as Float32Array, xs.shape), timestep: new this.ort.Tensor('float32', ts.dataSync() as Float32Array, [b]), cond }, m.files.action);
+    if (this.sampler || m.kind === 'consistency-policy') {
+      // The network inside onedp's sampler loop, in normalised action space.
+      let loop: SamplerLoop;
+      let x: tf.Tensor | null = null;
+      const extra: Record<string, Ort.Tensor> = {};
+      if (this.sampler) {
+        x = randn(noise, [b, horizon, actionDim], tf);
+        loop = this.sampler.loop(x, noise);
+      } else {
+        loop = consistencyLoop(m.sampling!, this.cpSteps, [b, horizon, actionDim], noise);
+        extra.stop = new this.ort.Tensor('float32', new Float32Array(b).fill(consistencyStopInput(m.sampling!)), [b]);
+      }
+      const res = await runSamplerAsync(loop, async (xs, ts) => {
+        const { output } = await this.run(this.action, { sample: new this.ort.Tensor('float32', xs.dataSync() as Float32Array, xs.shape), timestep: new this.ort.Tensor('float32', ts.dataSync() as Float32Array, [b]), ...extra, cond }, m.files.action);
         const out = tf.tensor(output.data as Float32Array, xs.shape);
         output.dispose();
         return out;
       });
-      x.dispose();
+      x?.dispose();
       nfe = res.nfe;
       const sample = res.sample.dataSync() as Float32Array;
       res.sample.dispose();
@@ -263,9 +284,9 @@ export interface RuntimePlan {
 }
 
 /**
- * `auto` runs exported bundles and OneDP and diffusion-policy checkpoints (exported on the fly)
- * on onnxruntime when it loads, and everything else (Consistency Policy, or when `needsTfjs`
- * names a reason such as worker threads) on tfjs. `onnx` insists, with a clear error.
+ * `auto` runs exported bundles and policy checkpoints (exported on the fly) on onnxruntime when
+ * it loads, and on tfjs when it does not or when `needsTfjs` names a reason (worker threads).
+ * `onnx` insists, with a clear error.
  */
 export async function planRuntime(policyPath: string, choice: RuntimeChoice, needsTfjs: string | null = null): Promise<RuntimePlan> {
   if (!['auto', 'tfjs', 'onnx'].includes(choice)) throw new BundleError(`runtime must be auto, tfjs or onnx, got "${choice}"`);
@@ -279,10 +300,8 @@ export async function planRuntime(policyPath: string, choice: RuntimeChoice, nee
   if (!why && !isBundle) {
     const { loadCheckpoint } = await import('../train/checkpoint.js');
     const ck = await loadCheckpoint(policyPath, { metaOnly: true });
-    if (ck.meta.kind === 'consistency-policy') why = "Consistency Policy's chained jumps run on tfjs";
-    else if (ck.meta.kind !== 'onedp' && ck.meta.kind !== 'diffusion-policy') why = `onnxruntime runs OneDP and diffusion policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint`;
+    if (!['onedp', 'diffusion-policy', 'consistency-policy'].includes(ck.meta.kind as string)) why = `onnxruntime runs OneDP, diffusion and consistency policies; this is a ${JSON.stringify(ck.meta.kind)} checkpoint`;
   }
-  if (!why && isBundle && (await readManifest(policyPath)).kind === 'consistency-policy') throw new BundleError(CP_ON_TFJS(policyPath));
   if (why && isBundle) throw new BundleError(`${policyPath}: an exported bundle needs onnxruntime, but ${why}`);
   if (why && choice === 'onnx') throw new BundleError(`${policyPath}: cannot run on onnxruntime: ${why} (use runtime tfjs)`);
   return why ? { runtime: 'tfjs', isBundle, reason: why } : { runtime: 'onnx', isBundle, reason: null };
