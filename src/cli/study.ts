@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import { STUDIES, studyConfigs } from '../experiments/studies.js';
 import { runStudyConfig, studyDataset, type StudyCurve } from '../experiments/study.js';
 import { renderStudyReport } from '../experiments/study_report.js';
-import { runInProcesses } from '../experiments/processes.js';
+import { childNodeArgs, runInProcesses } from '../experiments/processes.js';
 import { parseSeedRange } from '../eval/harness.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import { UsageError, parseIntFlag } from './errors.js';
@@ -66,7 +66,7 @@ export function registerStudyCommand(program: Command): void {
           // Demonstrations first, once per count, so parallel children never write the same dataset.
           for (const episodes of new Set(names.map((n) => all.find((c) => c.name === n)!.episodes))) await studyDataset(root, episodes);
           // One child per configuration, `jobs` at a time, the cores shared out between them.
-          const child = (name: string) => [...process.execArgv, process.argv[1], 'study', grid, '--out', root, '--only', name, '--jobs', '1', '--test-seeds', f.testSeeds, '--progress', f.progress];
+          const child = (name: string) => [...childNodeArgs(process.argv[1]), 'study', grid, '--out', root, '--only', name, '--jobs', '1', '--test-seeds', f.testSeeds, '--progress', f.progress];
           await runInProcesses(names.map((name) => ({ label: `configuration ${name}`, args: child(name) })), jobs);
         } else {
           const { engine } = await startEngine();

@@ -32,7 +32,7 @@ import { evaluatePushT, pushtLatency } from '../eval/pusht.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import type { Policy } from '../policy/types.js';
 import { describeEngine } from '../engine/index.js';
-import { runInProcesses } from './processes.js';
+import { childNodeArgs, runInProcesses } from './processes.js';
 import { noiseKind, validateExperiment, type ExperimentOptions, type NoiseKind, type RowSlug } from './recipe.js';
 
 const log = (s: string) => process.stderr.write(`[experiment] ${s}\n`);
@@ -319,7 +319,7 @@ async function runPairsInParallel(o: ExperimentOptions): Promise<void> {
   const optionsFile = path.join(o.out, 'options.json');
   await writeFileAtomic(optionsFile, JSON.stringify(o, null, 1));
   const jobs = o.trainSeeds.flatMap((seed) =>
-    o.teachers.map((teacher) => ({ label: `training seed ${seed} (${teacher} teacher)`, args: [...process.execArgv, workerEntry(), optionsFile, String(seed), teacher] })),
+    o.teachers.map((teacher) => ({ label: `training seed ${seed} (${teacher} teacher)`, args: [...childNodeArgs(workerEntry()), optionsFile, String(seed), teacher] })),
   );
   await runInProcesses(jobs, o.jobs);
 }

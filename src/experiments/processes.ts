@@ -19,6 +19,18 @@ export interface ProcessJob {
   args: string[];
 }
 
+/**
+ * Node's arguments for a child that runs `entry`: the parent's flags, plus tsx's loader when the
+ * entry is TypeScript and the parent registered tsx in-process (as bin/onedp.js does) rather than
+ * with a flag the child would inherit.
+ */
+export function childNodeArgs(entry: string): string[] {
+  const argv = [...process.execArgv];
+  const hasTsx = argv.some((a, i) => ['--import', '--require', '-r', '--loader'].includes(a) && /(^|[\\/])tsx([\\/]|$)/.test(argv[i + 1] ?? ''));
+  if (/\.[cm]?ts$/.test(entry) && !hasTsx) argv.push('--import', import.meta.resolve('tsx'));
+  return [...argv, entry];
+}
+
 /** Threads per child: the cores split between `slots` processes, unless ONEDP_THREADS says. */
 function threadsPerProcess(slots: number): string {
   return process.env.ONEDP_THREADS || String(Math.max(1, Math.floor((os.availableParallelism?.() ?? os.cpus().length) / Math.max(1, slots))));
