@@ -54,20 +54,21 @@ export function registerServeCommand(program: Command): void {
       }
       let served: ServedPolicy;
       let dispose: () => Promise<void> | void;
+      // tfjs serves the policy, or runs a sampler's updates between onnxruntime calls.
+      await initEngine();
+      // Only the checkpoint's directory is needed here (for the policy's digest), not its weights again.
+      const checkpointDir = async () => (await loadCheckpoint(where, { metaOnly: true })).path;
       if (plan.runtime === 'onnx') {
-        // A diffusion policy's sampler updates run on tfjs between onnxruntime calls.
-        await initEngine();
         let p;
         try {
           p = await openOnnxPolicy(where, plan.isBundle, { sampler: f.sampler });
         } catch (e) {
           throw f.sampler || e instanceof BundleError ? new UsageError(`${f.sampler ? '--sampler: ' : ''}${(e as Error).message}`) : e;
         }
-        const srcDir = plan.isBundle ? where : (await loadCheckpoint(where)).path;
+        const srcDir = plan.isBundle ? where : await checkpointDir();
         served = servedPolicy(p, { runtime: 'onnx', source: f.policy, digestOf: await digestSource(srcDir), obsDim: p.manifest.obsDim, cameraSize: p.manifest.vision?.frameSize });
         dispose = () => p.dispose();
       } else {
-        await initEngine();
         const p = await loadPolicy(where);
         if (f.sampler) {
           try {
@@ -76,9 +77,8 @@ export function registerServeCommand(program: Command): void {
             throw new UsageError(`--sampler: ${(e as Error).message}`);
           }
         }
-        const ck = await loadCheckpoint(where);
         const cfg = p instanceof ChunkPolicy ? p.config : null;
-        served = servedPolicy(p, { runtime: 'tfjs', source: f.policy, digestOf: await digestSource(ck.path), obsDim: cfg?.obsDim ?? 0, cameraSize: cfg?.vision?.frameSize });
+        served = servedPolicy(p, { runtime: 'tfjs', source: f.policy, digestOf: await digestSource(await checkpointDir()), obsDim: cfg?.obsDim ?? 0, cameraSize: cfg?.vision?.frameSize });
         dispose = () => p.dispose();
       }
       const log = (line: string) => process.stderr.write(`onedp serve: ${line}\n`);

@@ -101,9 +101,25 @@ export function chainBins(steps: number, bins: number): number[] {
   return Array.from({ length: steps - 1 }, (_, k) => Math.min(bins - 1, Math.round(((k + 1) * (bins + 1)) / steps)));
 }
 
+/** The EDM schedule over CP's noise levels (its sigmas and preconditioning). */
+function samplingEdm(c: ConsistencySampling): EDMScheduler {
+  return new EDMScheduler({ numSteps: c.bins, sigmaMin: c.sigmaMin, sigmaMax: c.sigmaMax, rho: c.rho, sigmaData: c.sigmaData });
+}
+
 /** The bins noise levels from sigmaMax to sigmaMin with rho spacing, then the terminal 0. */
 export function consistencySigmas(c: ConsistencySampling): number[] {
-  return new EDMScheduler({ numSteps: c.bins, sigmaMin: c.sigmaMin, sigmaMax: c.sigmaMax, rho: c.rho, sigmaData: c.sigmaData }).sigmas();
+  return samplingEdm(c).sigmas();
+}
+
+function checkSteps(c: ConsistencySampling, n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > c.bins) throw new Error(`consistency policy steps must be an integer in 1..${c.bins}, got ${n}`);
+}
+
+/** The noise levels each of `steps` chained jumps starts from (the first is sigmaMax). */
+export function chainSigmas(c: ConsistencySampling, steps: number): number[] {
+  checkSteps(c, steps);
+  const sigmas = consistencySigmas(c);
+  return [c.sigmaMax, ...chainBins(steps, c.bins).map((i) => sigmas[i])];
 }
 
 /** Pseudo-Huber distance per sample: sqrt(||a - b||^2 + c^2) - c over all non-batch dims, (B,). */
@@ -192,10 +208,8 @@ export function consistencyStopInput(c: ConsistencySampling): number {
  * (`consistencyStopInput`). tfjs and onnxruntime drive the same loop.
  */
 export function* consistencyLoop(c: ConsistencySampling, steps: number, shape: number[], noise: NoiseSource): SamplerLoop {
-  if (!Number.isInteger(steps) || steps < 1 || steps > c.bins) throw new Error(`consistency policy steps must be an integer in 1..${c.bins}, got ${steps}`);
-  const edm = new EDMScheduler({ numSteps: c.bins, sigmaMin: c.sigmaMin, sigmaMax: c.sigmaMax, rho: c.rho, sigmaData: c.sigmaData });
-  const sigmas = edm.sigmas();
-  const levels = [c.sigmaMax, ...chainBins(steps, c.bins).map((i) => sigmas[i])];
+  const levels = chainSigmas(c, steps);
+  const edm = samplingEdm(c);
   let x0: tf.Tensor | null = null;
   for (const t of levels) {
     const z = randn(noise, shape, tf);
@@ -217,8 +231,6 @@ export class ConsistencyPolicy extends ChunkPolicy {
   readonly kind = 'cp';
   /** The (EMA) student, always in eval mode. */
   readonly student: PolicyModel;
-  private readonly edm: EDMScheduler;
-  private readonly sigmas: number[];
   private nSteps = 1;
 
   constructor(
@@ -229,8 +241,6 @@ export class ConsistencyPolicy extends ChunkPolicy {
   ) {
     super(config, normalizer, (opts.seed ?? 0) + 1);
     this.student = buildStudent(config, opts.dropout ?? 0, opts.seed ?? 0).eval();
-    this.edm = new EDMScheduler({ numSteps: sampling.bins, sigmaMin: sampling.sigmaMin, sigmaMax: sampling.sigmaMax, rho: sampling.rho, sigmaData: sampling.sigmaData });
-    this.sigmas = this.edm.sigmas();
     this.steps = opts.steps ?? 1;
   }
 
@@ -243,13 +253,8 @@ export class ConsistencyPolicy extends ChunkPolicy {
     return this.nSteps;
   }
   set steps(n: number) {
-    if (!Number.isInteger(n) || n < 1 || n > this.sampling.bins) throw new Error(`consistency policy steps must be an integer in 1..${this.sampling.bins}, got ${n}`);
+    checkSteps(this.sampling, n);
     this.nSteps = n;
-  }
-
-  /** The noise levels each step starts from (the first is sigmaMax). */
-  chainSigmas(steps = this.nSteps): number[] {
-    return [this.sampling.sigmaMax, ...chainBins(steps, this.sampling.bins).map((i) => this.sigmas[i])];
   }
 
   protected generateChunk(cond: tf.Tensor, noise: NoiseSource, opts: { steps?: number }): { sample: tf.Tensor; nfe: number } {
@@ -318,7 +323,7 @@ export async function distillConsistency(opts: ConsistencyOptions): Promise<Cons
   const emaSchedule = new Ema([], cfg.emaPower, cfg.emaMaxDecay);
   const average = (into: tf.Variable[], d: number) => tf.tidy(() => into.forEach((e, i) => e.assign(d === 0 ? vars[i] : e.mul(d).add(vars[i].mul(1 - d)))));
 
-  const edm = new EDMScheduler({ numSteps: sampling.bins, sigmaMin: sampling.sigmaMin, sigmaMax: sampling.sigmaMax, rho: sampling.rho, sigmaData: sampling.sigmaData });
+  const edm = samplingEdm(sampling);
   const teacherEdm = new EDMScheduler(pc.noise);
   const sig = edm.sigmas();
   const n = sampling.bins;

@@ -33,7 +33,12 @@ export const BUNDLE_FORMAT = 'onedp-onnx';
 export const BUNDLE_VERSION = 1;
 
 /** float32 keeps parity with tfjs; int8 / int4 read a quarter / an eighth of the bytes. */
-export type ExportWeights = 'float32' | 'int8' | 'int4';
+export const EXPORT_WEIGHTS = ['float32', 'int8', 'int4'] as const;
+export type ExportWeights = (typeof EXPORT_WEIGHTS)[number];
+
+export function isExportWeights(v: unknown): v is ExportWeights {
+  return (EXPORT_WEIGHTS as readonly unknown[]).includes(v);
+}
 
 export interface ExportOptions {
   /** Weight-only quantisation of the U-Net's large layers (default float32). */
@@ -167,7 +172,7 @@ export interface ExportResult {
 /** Exports the checkpoint at `ckptPath` as an ONNX bundle in `outDir`. */
 export async function exportOnnx(ckptPath: string, outDir: string, opts: ExportOptions = {}): Promise<ExportResult> {
   const weights = opts.weights ?? 'float32';
-  if (!['float32', 'int8', 'int4'].includes(weights)) throw new Error(`export: weights must be float32, int8 or int4, got ${JSON.stringify(weights)}`);
+  if (!isExportWeights(weights)) throw new Error(`export: weights must be float32, int8 or int4, got ${JSON.stringify(weights)}`);
   const ck = await loadCheckpoint(ckptPath);
   const src = `${ck.path}/checkpoint.json`;
   const pc = ck.meta.policyConfig as DiffusionPolicyConfig | undefined;

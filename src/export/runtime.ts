@@ -16,11 +16,13 @@ import type * as Ort from 'onnxruntime-node';
 import { Rng } from '../util/rng.js';
 import { nest, noiseFor, toObservationBatch, type AsyncPolicy, type ObservationBatch, type PolicyOutput } from '../policy/types.js';
 import { validateVisionConfig } from '../policy/obs_encoder.js';
+import { POLICY_SIZE_LIMITS } from '../policy/diffusion_policy.js';
 import { tf } from '../engine/index.js';
 import { parseSampler, schedulerFromConfig, validateNoiseConfig } from '../diffusion/index.js';
 import { randn, runSamplerAsync, type NoiseScheduler, type SamplerLoop } from '../diffusion/types.js';
 import { consistencyLoop, consistencyStopInput, parseConsistencySampler } from '../distill/consistency.js';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, type BundleManifest } from './export.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, isExportWeights, type BundleManifest } from './export.js';
+import { LinearNormalizer } from '../policy/normalizer.js';
 
 export class BundleError extends Error {
   constructor(message: string) {
@@ -82,7 +84,9 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
   for (const k of ['obsDim', 'actionDim', 'horizon', 'nObsSteps', 'nActionSteps'] as const) {
     if (!isInt(m[k])) throw new BundleError(`${file}: "${k}" must be a positive integer, got ${JSON.stringify(m[k])}`);
   }
-  for (const [k, max] of [['obsDim', 1 << 16], ['actionDim', 1024], ['horizon', 1024], ['nObsSteps', 64], ['nActionSteps', 1024]] as const) {
+  // The policy's own limits; nActionSteps is bounded by the horizon's.
+  const L = POLICY_SIZE_LIMITS;
+  for (const [k, max] of [['obsDim', L.obsDim], ['actionDim', L.actionDim], ['horizon', L.horizon], ['nObsSteps', L.nObsSteps], ['nActionSteps', L.horizon]] as const) {
     if (m[k]! > max) throw new BundleError(`${file}: "${k}" ${m[k]} is beyond the supported ${max}`);
   }
   if (m.nActionSteps! + m.nObsSteps! - 1 > m.horizon!) throw new BundleError(`${file}: nObsSteps + nActionSteps - 1 exceeds the horizon`);
@@ -96,7 +100,7 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
     throw new BundleError(`${file}: the action normaliser must have ${m.actionDim} finite, non-zero scales and ${m.actionDim} finite offsets`);
   }
   if (m.weights === undefined) m.weights = 'float32';
-  if (!['float32', 'int8', 'int4'].includes(m.weights)) throw new BundleError(`${file}: "weights" must be float32, int8 or int4, got ${JSON.stringify(m.weights)}`);
+  if (!isExportWeights(m.weights)) throw new BundleError(`${file}: "weights" must be float32, int8 or int4, got ${JSON.stringify(m.weights)}`);
   if (m.vision !== undefined) {
     try {
       validateVisionConfig(m.vision, file);
@@ -126,10 +130,8 @@ export async function readManifest(dir: string): Promise<BundleManifest> {
 
 export class OnnxPolicy implements AsyncPolicy {
   private readonly rng: Rng;
-  /** A diffusion policy's sampler: its training schedule's own unless one was chosen. */
-  sampler: NoiseScheduler | null = null;
-  /** A Consistency Policy's chained steps (1 unless `cp-N` was chosen). */
-  cpSteps = 1;
+  /** The action statistics (checked by readManifest), to unnormalise a sampled chunk. */
+  private readonly actionNorm: LinearNormalizer;
 
   private constructor(
     readonly manifest: BundleManifest,
@@ -138,12 +140,19 @@ export class OnnxPolicy implements AsyncPolicy {
     private readonly encoder: Ort.InferenceSession,
     private readonly action: Ort.InferenceSession,
     seed: number,
+    /** A diffusion policy's sampler: its training schedule's own unless one was chosen. */
+    readonly sampler: NoiseScheduler | null,
+    /** A Consistency Policy's chained steps (1 unless `cp-N` was chosen). */
+    readonly cpSteps: number,
   ) {
     this.rng = new Rng(seed + 1);
+    this.actionNorm = new LinearNormalizer({ action: manifest.normalizer.action });
   }
 
-  /** Opens a bundle written by `onedp export`. */
-  /** `threads`: onnxruntime's intra-op threads per graph (default: `defaultOrtThreads` of its size). */
+  /**
+   * Opens a bundle written by `onedp export`. `threads`: onnxruntime's intra-op threads per graph
+   * (default: `defaultOrtThreads` of its size); `sampler`: ddpm, ddim-N, edm-N or cp-N.
+   */
   static async load(dir: string, opts: { seed?: number; threads?: number; sampler?: string } = {}): Promise<OnnxPolicy> {
     const ort = await loadOnnxRuntime();
     if (!ort) throw new BundleError('onnxruntime-node is not available on this machine; use --runtime tfjs');
@@ -164,10 +173,7 @@ export class OnnxPolicy implements AsyncPolicy {
       cpSteps = opts.sampler ? parseConsistencySampler(opts.sampler) : 1;
       if (cpSteps > manifest.sampling!.bins) throw new BundleError(`${dir}: ${opts.sampler} asks for more steps than the policy's ${manifest.sampling!.bins} noise levels`);
     } else if (opts.sampler) throw new BundleError(`${dir}: a sampler applies to diffusion and consistency policies; this is a one-step ${manifest.kind} bundle`);
-    const p = new OnnxPolicy(manifest, dir, ort, await session(manifest.files.encoder), await session(manifest.files.action), opts.seed ?? 0);
-    p.sampler = sampler;
-    p.cpSteps = cpSteps;
-    return p;
+    return new OnnxPolicy(manifest, dir, ort, await session(manifest.files.encoder), await session(manifest.files.action), opts.seed ?? 0, sampler, cpSteps);
   }
 
   get kind(): string {
@@ -235,10 +241,8 @@ export class OnnxPolicy implements AsyncPolicy {
       });
       x?.dispose();
       nfe = res.nfe;
-      const sample = res.sample.dataSync() as Float32Array;
+      chunk = this.actionNorm.unnormalize('action', res.sample.dataSync() as Float32Array);
       res.sample.dispose();
-      const act = m.normalizer.action;
-      chunk = Float32Array.from(sample, (v, i) => (v - act.offset[i % actionDim]) / act.scale[i % actionDim]);
     } else {
       const feeds: Record<string, Ort.Tensor> = { cond };
       // Drawn for OneDP-D too, so that the generator's state advances as the tfjs policy's does.

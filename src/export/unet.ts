@@ -29,7 +29,8 @@ export class WeightSource {
 
   /** Whether `name` is large enough to quantise under this source's options. */
   quantizes(name: string): boolean {
-    return !!this.quant && this.get(name).data.length >= this.quant.minElements;
+    const t = this.tensors.get(name);
+    return !!this.quant && !!t && t.shape.reduce((a, b) => a * b, 1) >= this.quant.minElements;
   }
 
   has(name: string): boolean {

@@ -46,6 +46,12 @@ export function defaultPolicyConfig(obsDim: number, actionDim: number, over: Par
   };
 }
 
+/**
+ * Sizes far beyond any published policy (horizon 16, 2048 channels), so a corrupt config or
+ * export is an error rather than an allocation that takes the process down.
+ */
+export const POLICY_SIZE_LIMITS = { obsDim: 1 << 16, actionDim: 1024, horizon: 1024, nObsSteps: 64 } as const;
+
 export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy config'): void {
   const posInt = (v: unknown, name: string) => {
     if (!Number.isInteger(v) || (v as number) < 1) throw new Error(`${source}: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
@@ -58,10 +64,9 @@ export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy 
   if (c.nObsSteps - 1 + c.nActionSteps > c.horizon) {
     throw new Error(`${source}: nObsSteps - 1 + nActionSteps (${c.nObsSteps - 1 + c.nActionSteps}) exceeds the horizon ${c.horizon}`);
   }
-  // Bounds far beyond any published policy (horizon 16, 2048 channels), so a corrupt config is an
-  // error here rather than an allocation that takes the process down.
-  if (c.horizon > 1024) throw new Error(`${source}: horizon ${c.horizon} is beyond the supported 1024 steps`);
-  for (const [name, v, max] of [['obsDim', c.obsDim, 1 << 16], ['actionDim', c.actionDim, 1024], ['nObsSteps', c.nObsSteps, 64]] as const) {
+  const L = POLICY_SIZE_LIMITS;
+  if (c.horizon > L.horizon) throw new Error(`${source}: horizon ${c.horizon} is beyond the supported ${L.horizon} steps`);
+  for (const [name, v, max] of [['obsDim', c.obsDim, L.obsDim], ['actionDim', c.actionDim, L.actionDim], ['nObsSteps', c.nObsSteps, L.nObsSteps]] as const) {
     if (v > max) throw new Error(`${source}: ${name} ${v} is beyond the supported ${max}`);
   }
   const u = c.unet as Partial<UnetShape> | undefined;

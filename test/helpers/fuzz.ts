@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { Rng } from '../../src/util/rng.js';
 import { FIXTURES } from './fixtures.js';
 import { parseSafetensors, serializeSafetensors, f32Tensor } from '../../src/io/safetensors.js';
-import { loadCheckpoint, saveCheckpoint } from '../../src/train/checkpoint.js';
+import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { loadPolicy } from '../../src/policy/load.js';
 import { stateDict } from '../../src/nn/state_dict.js';
 import { LinearNormalizer } from '../../src/policy/normalizer.js';
@@ -138,7 +138,6 @@ export async function makeTargets(work: string): Promise<Target[]> {
       const weights = rng.uniform() < 0.25;
       await fs.writeFile(path.join(ck, 'checkpoint.json'), weights ? metaText : mutateJson(metaText, rng));
       await fs.writeFile(path.join(ck, 'generator.safetensors'), weights ? mutateBytes(genBytes, rng) : genBytes);
-      await loadCheckpoint(ck);
       const p = await loadPolicy(ck);
       p.predictAction({ batch: 1, data: { obs: new Float32Array(40).fill(100) } }, { seed: 0 });
       p.dispose();
