@@ -24,7 +24,7 @@ import { exportOnnx, type ExportWeights } from '../src/export/export.js';
 import { OnnxPolicy, defaultOrtThreads, loadOnnxRuntime } from '../src/export/runtime.js';
 import type { ObservationBatch, Policy } from '../src/policy/types.js';
 import { Rng } from '../src/util/rng.js';
-import type { BenchRow } from './harness.js';
+import { medianMs as median, type BenchRow } from './harness.js';
 import { OnnxGraph } from '../src/export/graph.js';
 import { ConditionalUnet1D } from '../src/nn/unet1d.js';
 
@@ -40,21 +40,6 @@ function observation(pc: DiffusionPolicyConfig): ObservationBatch {
   const data: ObservationBatch['data'] = { obs: Float32Array.from({ length: pc.nObsSteps * pc.obsDim }, () => 512 * rng.uniform()) };
   if (pc.vision) data.image = Uint8Array.from({ length: pc.nObsSteps * pc.vision.frameSize ** 2 * 3 }, () => Math.floor(256 * rng.uniform()));
   return { batch: 1, data };
-}
-
-/** Median ms of an (a)synchronous call, after warm-up, over at least `minMs`. */
-async function median(fn: () => unknown, minMs: number, minReps = 10): Promise<number> {
-  for (let i = 0; i < 3; i++) await fn();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < minReps || performance.now() - start < minMs) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-    if (times.length > 20000) break;
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
 }
 
 interface Case {

@@ -62,3 +62,23 @@ export function table(rows: BenchRow[]): string {
     })
     .join('\n');
 }
+
+/**
+ * Median ms of an (a)synchronous call over at least `minMs` and `minReps` calls, after a warm-up
+ * of 3 calls and at least `warmupMs`. In a browser, warm up as long as you measure: V8 runs wasm
+ * first through its baseline compiler and optimises hot functions later, in the background.
+ */
+export async function medianMs(fn: () => unknown, minMs: number, opts: { minReps?: number; warmupMs?: number } = {}): Promise<number> {
+  const minReps = opts.minReps ?? 10;
+  for (let i = 0, t0 = performance.now(); i < 3 || performance.now() - t0 < (opts.warmupMs ?? 0); i++) await fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < minReps || performance.now() - start < minMs) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+    if (times.length > 20000) break;
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}

@@ -16,6 +16,7 @@ import { benchEnv } from './env.js';
 import { benchImage } from './image.js';
 import { benchSpeed } from './speed.js';
 import { benchDeploy } from './deploy.js';
+import { benchBrowser } from './browser.js';
 
 type Section = (rows: BenchRow[], opts: { quick: boolean; peer: boolean }) => Promise<void | Record<string, unknown>>;
 
@@ -27,6 +28,7 @@ const SECTIONS: Record<string, Section> = {
   env: benchEnv,
   image: benchImage,
   deploy: benchDeploy,
+  browser: benchBrowser,
   big: benchBig,
 };
 

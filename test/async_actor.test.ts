@@ -43,6 +43,7 @@ describe('AsyncActor', () => {
     const actor = new AsyncActor(p);
     // Step 0 asks at once; the reply takes three steps.
     expect(actor.act(obsAt(0))).toBeNull();
+    expect(actor.actionAge).toBeNull();
     expect(p.pending).toHaveLength(1);
     // The history is padded with the first observation, as the harness pads an episode's start.
     expect(Array.from(p.pending[0].obs.data.obs as Float32Array)).toEqual([0, 0]);
@@ -52,14 +53,18 @@ describe('AsyncActor', () => {
     await p.reply(1);
     // Arrives for step 3: the window's actions stamped 0..2 are stale; step 3 takes chunk index To-1+3.
     expect(actor.act(obsAt(3))).toEqual([104, 0]);
+    // That action came from the observation of step 0: three steps stale.
+    expect(actor.actionAge).toBe(3);
     expect(actor.stats.staleDropped).toBe(3);
     expect(actor.stats.delaySteps).toEqual([3]);
     expect(actor.requestAhead).toBe(4);
     // The window covers steps 3..7; the next request goes out when fewer than 4 remain after a step.
     const got: (number[] | null)[] = [];
+    const ages: (number | null)[] = [];
     let askedAt = -1;
     for (let k = 4; k <= 16; k++) {
       got.push(actor.act(obsAt(k)));
+      ages.push(actor.actionAge);
       if (askedAt < 0 && p.pending.length) askedAt = k;
       if (k === askedAt + 2) await p.reply(2);
     }
@@ -68,6 +73,8 @@ describe('AsyncActor', () => {
     // window runs 7..11; the third request, asked at step 8, never returns, so steps 12..16 run
     // the second chunk's spares (indices 9..13) instead of holding.
     expect(got.map((a) => a![0])).toEqual([105, 106, 107, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213]);
+    // Steps 4..6 run the chunk asked at 0, steps 7..16 the one asked at 4 (spares included).
+    expect(ages).toEqual([4, 5, 6, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     // The second request carried the history ending at step 4.
     expect(got[3]![1]).toBe(4);
     expect(actor.stats).toMatchObject({ requests: 3, replies: 2, underruns: 3, spareSteps: 5, staleDropped: 6 });

@@ -161,7 +161,7 @@ export class PushTEnv<O extends ObsType = 'state'> {
     this.substep([state[0], state[1]]);
     this.agentVel = [0, 0];
     this.steps = 0;
-    return this.observe();
+    return this.observation();
   }
 
   step(action: readonly number[]): StepResult<O> {
@@ -177,7 +177,7 @@ export class PushTEnv<O extends ObsType = 'state'> {
     const terminated = cov > SUCCESS_COVERAGE;
     const truncated = !terminated && this.steps >= MAX_EPISODE_STEPS;
     return {
-      observation: this.observe(),
+      observation: this.observation(),
       reward: clip(cov / SUCCESS_COVERAGE, 0, 1),
       terminated,
       truncated,
@@ -227,7 +227,8 @@ export class PushTEnv<O extends ObsType = 'state'> {
     this.steps = s.steps;
   }
 
-  private observe(): PushTObs<O> {
+  /** The current observation, as `reset` and `step` return it. */
+  observation(): PushTObs<O> {
     if (this.obsType === 'image') {
       const obs: ImageObs = { image: this.render(this.renderSize), agentPos: this.agentPos() };
       return obs as PushTObs<O>;

@@ -6,7 +6,7 @@ import { PushTEnv, GOAL_POSE } from '../envs/pusht.js';
 import { renderPushT } from '../envs/render.js';
 import { PerturbedPushTEnv, type PerturbOptions } from '../envs/perturbed.js';
 import type { AsyncPolicy, Policy } from '../policy/types.js';
-import { evaluate, evaluateAsync, lowdimOf, measureLatency, measureLatencyAsync, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
+import { evaluate, evaluateAsync, flatHistories, lowdimOf, measureLatency, measureLatencyAsync, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
 import { evaluateRealtime, evaluateRealtimeAsync, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** The policy's 20-D observation: 9 block keypoints then the agent position, as in the datasets. */
@@ -69,6 +69,42 @@ export function lazyImageObs(obs: unknown): Record<string, Float32Array | Uint8A
 /** The environment's observation type and the policy's view of it. */
 function observerFor(obsType: 'image' | 'keypoints'): { envObs: 'state' | 'keypoints'; observe: (obs: unknown) => StepObservation } {
   return obsType === 'image' ? { envObs: 'state', observe: lazyImageObs } : { envObs: 'keypoints', observe: keypointObs };
+}
+
+/**
+ * How PushT feeds `policy`, for drivers outside the harness (the browser demo, a robot loop): the
+ * environment's observation type, the policy's view of an observation, and the agent position
+ * in that view (the action that holds the agent still).
+ */
+export function pushtObserver(policy: Pick<Policy, 'cameras'>): { envObs: 'state' | 'keypoints'; observe: (obs: unknown) => StepObservation; agentPosition: (o: StepObservation) => [number, number] } {
+  const obsType = pushtObsType(policy);
+  const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
+  return { ...observerFor(obsType), agentPosition };
+}
+
+/**
+ * One episode in lockstep, the world waiting for each chunk as in `onedp eval`, with the policy's
+ * own noise stream (calls without a seed): the actions taken and the state after each. The
+ * browser demo and Node run it on the same bundle to check that they act alike.
+ */
+export async function pushtRollout(policy: AsyncPolicy, seed: number, steps: number): Promise<{ actions: number[][]; states: number[][] }> {
+  const { envObs, observe } = pushtObserver(policy);
+  const env = new PushTEnv({ obsType: envObs });
+  const first = observe(env.reset(seed));
+  let hist = Array.from({ length: policy.nObsSteps }, () => first);
+  const actions: number[][] = [];
+  const states: number[][] = [];
+  while (actions.length < steps) {
+    const out = await policy.predict(flatHistories([{ hist }], policy.nObsSteps));
+    for (const a of out.actions[0]) {
+      if (actions.length >= steps) break;
+      const r = env.step([a[0], a[1]]);
+      actions.push([a[0], a[1]]);
+      states.push(env.getState());
+      hist = [...hist.slice(1), observe(r.observation)];
+    }
+  }
+  return { actions, states };
 }
 
 export interface PushTEvalOptions {

@@ -27,18 +27,10 @@ import { UNET_DEFAULTS, type UnetConfig } from '../nn/unet1d.js';
 import { OnnxGraph, OPSET } from './graph.js';
 import { emitUnet, WeightSource, type QuantOptions } from './unet.js';
 import { emitCameraEncoder } from './resnet.js';
-import { condDim as condDimOf, type VisionConfig } from '../policy/obs_encoder.js';
+import { condDim as condDimOf } from '../policy/obs_encoder.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, isExportWeights, type BundleKind, type BundleManifest, type ExportWeights } from './manifest.js';
 
-export const BUNDLE_FORMAT = 'onedp-onnx';
-export const BUNDLE_VERSION = 1;
-
-/** float32 keeps parity with tfjs; int8 / int4 read a quarter / an eighth of the bytes. */
-export const EXPORT_WEIGHTS = ['float32', 'int8', 'int4'] as const;
-export type ExportWeights = (typeof EXPORT_WEIGHTS)[number];
-
-export function isExportWeights(v: unknown): v is ExportWeights {
-  return (EXPORT_WEIGHTS as readonly unknown[]).includes(v);
-}
+export { BUNDLE_FORMAT, BUNDLE_VERSION, EXPORT_WEIGHTS, isExportWeights, type BundleKind, type BundleManifest, type ExportWeights } from './manifest.js';
 
 export interface ExportOptions {
   /** Weight-only quantisation of the U-Net's large layers (default float32). */
@@ -49,38 +41,6 @@ export interface ExportOptions {
 function quantOptions(weights: ExportWeights): QuantOptions | null {
   if (weights === 'float32') return null;
   return { bits: weights === 'int8' ? 8 : 4, blockSize: 32, minElements: 1 << 14 };
-}
-
-export type BundleKind = 'onedp-s' | 'onedp-d' | 'diffusion-policy' | 'consistency-policy';
-
-/** policy.json: everything needed to run the graphs. */
-export interface BundleManifest {
-  format: typeof BUNDLE_FORMAT;
-  version: number;
-  kind: BundleKind;
-  opset: number;
-  obsDim: number;
-  actionDim: number;
-  horizon: number;
-  nObsSteps: number;
-  nActionSteps: number;
-  /** Image policies: the cameras (encoder inputs of uint8 frames) and their crop. */
-  vision?: VisionConfig;
-  /** Per-dimension scale and offset: normalised = raw * scale + offset. */
-  normalizer: Record<string, NormalizerParams>;
-  /** The training noise schedule (DDPM or EDM). */
-  noise: DiffusionPolicyConfig['noise'];
-  /** OneDP: the generator's fixed time. */
-  generator?: OneDpGeneratorConfig;
-  /** Consistency Policy: its noise levels. */
-  sampling?: ConsistencySampling;
-  files: { encoder: string; action: string };
-  /** The action graph's large layers as 8- or 4-bit weights (MatMulNBits), or float32. */
-  weights: ExportWeights;
-  /** Graph inputs and outputs with their shapes ("batch" is symbolic). */
-  io: Record<string, { inputs: Record<string, (number | string)[]>; outputs: Record<string, (number | string)[]> }>;
-  policyConfig: DiffusionPolicyConfig;
-  source: { checkpoint: string; step: unknown; exportedAt: string };
 }
 
 function unetConfig(pc: DiffusionPolicyConfig, extraTimeInputs = 0): Required<UnetConfig> {

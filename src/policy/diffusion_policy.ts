@@ -10,6 +10,7 @@ import { validateNoiseConfig, schedulerFromConfig, randn, type NoiseScheduler, t
 import { LinearNormalizer } from './normalizer.js';
 import { Rng } from '../util/rng.js';
 import { ChunkPolicy } from './chunk_policy.js';
+import { POLICY_SIZE_LIMITS } from './types.js';
 import type { NoiseSource } from '../diffusion/types.js';
 import { ObsEncoder, PolicyModel, condDim, validateVisionConfig, type PolicyObs, type VisionConfig } from './obs_encoder.js';
 
@@ -46,11 +47,7 @@ export function defaultPolicyConfig(obsDim: number, actionDim: number, over: Par
   };
 }
 
-/**
- * Sizes far beyond any published policy (horizon 16, 2048 channels), so a corrupt config or
- * export is an error rather than an allocation that takes the process down.
- */
-export const POLICY_SIZE_LIMITS = { obsDim: 1 << 16, actionDim: 1024, horizon: 1024, nObsSteps: 64 } as const;
+export { POLICY_SIZE_LIMITS } from './types.js';
 
 export function validatePolicyConfig(c: DiffusionPolicyConfig, source = 'policy config'): void {
   const posInt = (v: unknown, name: string) => {

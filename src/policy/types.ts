@@ -86,3 +86,9 @@ export function noiseFor(batch: number, opts: { seed?: number; rngs?: Rng[] }, f
   }
   return opts.seed !== undefined ? new Rng(opts.seed) : fallback;
 }
+
+/**
+ * Sizes far beyond any published policy (horizon 16, 2048 channels), so a corrupt config or
+ * export is an error rather than an allocation that takes the process down.
+ */
+export const POLICY_SIZE_LIMITS = { obsDim: 1 << 16, actionDim: 1024, horizon: 1024, nObsSteps: 64 } as const;

@@ -57,11 +57,18 @@ export class AsyncActor {
   private readonly history: StepObservation[] = [];
   private readonly queue = new Map<number, number[]>();
   private readonly spare = new Map<number, number[]>();
+  /** The request step of each queued or spare action's chunk. */
+  private readonly origin = new Map<number, number>();
   private readonly rng: Rng;
   private step = -1;
   /** Bumped by `reset`, so a reply to the previous episode's request is ignored. */
   private epoch = 0;
   private inFlight: Promise<void> | null = null;
+  /**
+   * How stale the action `act` last returned is: control steps since the observation its chunk
+   * was computed from (0: from this step's own observation), null when it returned none.
+   */
+  actionAge: number | null = null;
   readonly stats: AsyncActorStats = { steps: 0, requests: 0, replies: 0, failures: 0, spareSteps: 0, underruns: 0, staleDropped: 0, delaySteps: [], latencyMs: [] };
 
   constructor(
@@ -102,7 +109,7 @@ export class AsyncActor {
     // Before To observations exist the first one is repeated, as the harness pads an episode's start.
     while (this.history.length < to) this.history.unshift(this.history[0]);
     while (this.history.length > to) this.history.shift();
-    for (const m of [this.queue, this.spare]) for (const k of m.keys()) if (k < this.step) m.delete(k);
+    for (const m of [this.queue, this.spare, this.origin]) for (const k of m.keys()) if (k < this.step) m.delete(k);
     // `queued` counts from the next step: this step's action is taken now.
     if (!this.inFlight && this.queued < this.requestAhead) this.request();
     let a = this.queue.get(this.step) ?? null;
@@ -111,6 +118,8 @@ export class AsyncActor {
       if (a) this.stats.spareSteps++;
       else this.stats.underruns++;
     }
+    const from = this.origin.get(this.step);
+    this.actionAge = a && from !== undefined ? this.step - from : null;
     return a;
   }
 
@@ -138,6 +147,7 @@ export class AsyncActor {
             if (inWindow) this.stats.staleDropped++;
             continue;
           }
+          this.origin.set(k, at);
           if (inWindow) {
             this.queue.set(k, chunk[i]);
             this.spare.delete(k);
@@ -166,6 +176,8 @@ export class AsyncActor {
     this.history.length = 0;
     this.queue.clear();
     this.spare.clear();
+    this.origin.clear();
+    this.actionAge = null;
     this.step = -1;
     this.epoch++;
   }
