@@ -36,6 +36,8 @@ export interface DemoApi {
   reset(seed: number): void;
   /** A lockstep episode (the world waits for each chunk) of a policy with its own noise stream. */
   rollout(id: string, seed: number, steps: number): Promise<{ actions: number[][]; states: number[][] }>;
+  /** The 96x96 camera frame of a PushT state [agent x, y, block x, y, angle], as the page renders it. */
+  frame(state: number[]): number[];
   /** A point inside the block on the page (CSS pixels), and CSS pixels per workspace unit. */
   blockOnPage(): { x: number; y: number; scale: number };
 }

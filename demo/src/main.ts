@@ -8,7 +8,7 @@
  * Node; `window.onedpDemo` exposes the state and a lockstep rollout for the end-to-end test.
  */
 import { PushTEnv, SUCCESS_COVERAGE, WORKSPACE_SIZE, GOAL_POSE, tPolygons, type Vec2 } from '../../src/envs/pusht.js';
-import { drawPushT } from '../../src/envs/render.js';
+import { drawPushT, renderPushT } from '../../src/envs/render.js';
 import { AsyncActor } from '../../src/serve/async_actor.js';
 import { checkPushTPolicy, pushtObserver, pushtRollout } from '../../src/eval/pusht.js';
 import { CONTROL_PERIOD_MS, type StepObservation } from '../../src/eval/harness.js';
@@ -317,6 +317,9 @@ window.onedpDemo = {
     } finally {
       p.dispose();
     }
+  },
+  frame(st) {
+    return [...renderPushT({ agent: [st[0], st[1]], block: [st[2], st[3], st[4]], goal: GOAL_POSE }, 96)];
   },
   blockOnPage() {
     const r = canvas.getBoundingClientRect();

@@ -52,11 +52,17 @@ export function specKeys(spec: string, actionKey = 'action'): string[] {
   return [...new Set([...parseObsSpec(spec).map((p) => p.key), actionKey])];
 }
 
-/** The default observation for a dataset: PushT's keypoints + agent position when present. */
+/** robomimic's low-dimensional observation keys, as its datasets name them. */
+export const ROBOMIMIC_LOWDIM_KEYS = ['object', 'robot0_eef_pos', 'robot0_eef_quat', 'robot0_gripper_qpos'];
+
+/** The default observation for a dataset: PushT's keypoints + agent position when present, robomimic's low-dim keys in an HDF5 dataset. */
 export function defaultObsSpec(buffer: ReplayBuffer): string {
   if (buffer.arrays.has('obs')) return 'obs';
   if (buffer.arrays.has('keypoint') && buffer.arrays.has('state')) return 'keypoint,state[0:2]';
   if (buffer.arrays.has('state')) return 'state';
+  // robomimic's low-dimensional observations, in its order (issue 18's tasks).
+  const robomimic = ROBOMIMIC_LOWDIM_KEYS.filter((k) => buffer.arrays.has(k));
+  if (robomimic.length) return robomimic.join(',');
   throw new Error(`cannot choose an observation: dataset has ${[...buffer.arrays.keys()].join(', ')}; pass --obs`);
 }
 
