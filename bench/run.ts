@@ -17,6 +17,7 @@ import { benchImage } from './image.js';
 import { benchSpeed } from './speed.js';
 import { benchDeploy } from './deploy.js';
 import { benchBrowser } from './browser.js';
+import { benchMujoco } from './mujoco.js';
 
 type Section = (rows: BenchRow[], opts: { quick: boolean; peer: boolean }) => Promise<void | Record<string, unknown>>;
 
@@ -29,6 +30,7 @@ const SECTIONS: Record<string, Section> = {
   image: benchImage,
   deploy: benchDeploy,
   browser: benchBrowser,
+  mujoco: benchMujoco,
   big: benchBig,
 };
 
