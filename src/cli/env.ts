@@ -11,14 +11,33 @@ import { resolvePath } from './commands.js';
 export function registerEnvCommands(program: Command): void {
   program
     .command('collect')
-    .description('record scripted-expert demonstrations into a zarr replay buffer')
-    .argument('<env>', 'environment (pusht)')
+    .description('record scripted-expert demonstrations: PushT into a zarr replay buffer, MuJoCo tasks (lift) into a robomimic HDF5 file')
+    .argument('<env>', 'environment: pusht or lift')
     .option('--episodes <n>', 'successful episodes to record', '100')
     .option('--seed <n>', 'first reset seed (episodes use consecutive seeds)', '0')
-    .option('--obs <kind>', 'state (default) or image (also store 96x96 frames)', 'state')
-    .requiredOption('--out <path>', 'zarr directory to write')
-    .action(async (env: string, f: { episodes: string; seed: string; obs: string; out: string }) => {
-      if (env !== 'pusht') throw new UsageError(`unknown environment "${env}" (known: pusht)`);
+    .option('--obs <kind>', 'pusht: state (default) or image (also store 96x96 frames)', 'state')
+    .option('--quality <q>', 'lift: ph (proficient, default) or mh (mixed: slower, noisy, hesitant, some regrasps)', 'ph')
+    .requiredOption('--out <path>', 'zarr directory to write (pusht), or .hdf5 file (lift)')
+    .action(async (env: string, f: { episodes: string; seed: string; obs: string; quality: string; out: string }) => {
+      if (env === 'lift') {
+        if (f.quality !== 'ph' && f.quality !== 'mh') throw new UsageError(`--quality must be ph or mh, got "${f.quality}"`);
+        if (!/\.(hdf5|h5)$/i.test(f.out)) throw new UsageError(`--out for lift must be an .hdf5 file, got "${f.out}"`);
+        const episodes = parseIntFlag('episodes', f.episodes);
+        const t0 = performance.now();
+        const { collectManipulation } = await import('../envs/mujoco/collect.js');
+        const { writeRobomimic, robomimicFrames } = await import('../data/hdf5.js');
+        const res = await collectManipulation('lift', {
+          episodes,
+          seed: parseIntFlag('seed', f.seed, 0),
+          quality: f.quality,
+          onEpisode: (e) => process.stderr.write(`episode ${e.index + 1}/${episodes} seed ${e.seed}: ${e.success ? 'success' : 'FAILED'} in ${e.length} steps\n`),
+        });
+        await writeRobomimic(resolvePath(f.out), res.dataset);
+        const frames = robomimicFrames(res.dataset);
+        console.log(JSON.stringify({ out: f.out, demos: res.dataset.demos.length, frames, attempted: res.attempted, successRate: Number((res.succeeded / res.attempted).toFixed(3)), meanLength: Number((frames / res.dataset.demos.length).toFixed(1)), seconds: Number(((performance.now() - t0) / 1000).toFixed(1)) }));
+        return;
+      }
+      if (env !== 'pusht') throw new UsageError(`unknown environment "${env}" (known: pusht, lift)`);
       if (f.obs !== 'state' && f.obs !== 'image') throw new UsageError(`--obs must be state or image, got "${f.obs}"`);
       const episodes = parseIntFlag('episodes', f.episodes);
       const t0 = performance.now();
