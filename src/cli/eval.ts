@@ -83,7 +83,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--policy <ckpt>', 'checkpoint, run directory or exported bundle')
     .option('--server <url>', 'evaluate the policy a server (onedp serve) offers, in real time: ws://host:port')
     .option('--token <t>', 'with --server: the server\'s token')
-    .option('--env <name>', 'environment', 'pusht')
+    .option('--env <name>', 'environment: pusht, or lift (MuJoCo; tfjs, lockstep)', 'pusht')
     .option('--seeds <A:B>', 'test seeds, B exclusive', '100000:100050')
     .option('--sampler <name>', 'diffusion policies: ddpm, ddim-N or edm-N (default: the training schedule); consistency policies: cp-1 or cp-3')
     .option('--batch <n>', 'episodes stepped together', '25')
@@ -98,7 +98,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--runtime <name>', 'auto: onnxruntime for exported bundles and checkpoints (exported on the fly) when it loads, tfjs otherwise and with --workers; or tfjs, or onnx', 'auto')
     .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
-      if (f.env !== 'pusht') throw new UsageError(`--env must be pusht, got "${f.env}"`);
+      if (f.env !== 'pusht' && f.env !== 'lift') throw new UsageError(`--env must be pusht or lift, got "${f.env}"`);
       let seeds: number[];
       try {
         seeds = parseSeedRange(f.seeds);
@@ -106,6 +106,7 @@ export function registerEvalCommand(program: Command): void {
         throw new UsageError(`--seeds: ${(e as Error).message}`);
       }
       const batch = parseIntFlag('batch', f.batch);
+      if (f.env === 'lift') return evalManipulation(f, seeds, batch);
       const maxSteps = parseIntFlag('max-steps', f.maxSteps);
       // --server implies real time, so its latency settings apply without --realtime.
       const realtime = parseRealtimeFlags(f.server ? { ...f, realtime: true } : f);
@@ -215,6 +216,29 @@ export function registerEvalCommand(program: Command): void {
 }
 
 /** summary.json, episodes.json and rendered episodes under --out; the summary on stdout. */
+/** `--env lift`: the MuJoCo task, lockstep, on tfjs; the observation spec comes from the checkpoint. */
+async function evalManipulation(f: EvalFlags, seeds: number[], batch: number): Promise<void> {
+  if (f.server || f.realtime || f.render !== undefined || f.perturb.trim() !== '0' || Number(f.workers) > 1 || f.runtime === 'onnx') {
+    throw new UsageError('--env lift evaluates a local checkpoint in lockstep on tfjs: --server, --realtime, --render, --perturb, --workers and --runtime onnx apply to pusht only');
+  }
+  if (!f.policy) throw new UsageError('give --policy <ckpt>');
+  await initEngine();
+  const { loadCheckpoint } = await import('../train/checkpoint.js');
+  const { evaluateLift, ROBOMIMIC_OBS_SPEC } = await import('../eval/manipulation.js');
+  const ck = await loadCheckpoint(resolvePath(f.policy), { metaOnly: true });
+  const spec = (ck.meta.provenance as { obsSpec?: string } | undefined)?.obsSpec ?? ROBOMIMIC_OBS_SPEC;
+  const policy = await loadPolicy(resolvePath(f.policy));
+  if (f.sampler) {
+    try {
+      applySampler(policy, f.sampler);
+    } catch (e) {
+      throw new UsageError(`--sampler: ${(e as Error).message}`);
+    }
+  }
+  const res = await evaluateLift(policy, { seeds, batchSize: batch, obsSpec: spec, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
+  await writeOutputs(f, seeds, { ...res, latency: null, realtime: null }, [], { env: 'lift', policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec });
+}
+
 async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult, frames: Uint8Array[][], head: Record<string, unknown>): Promise<void> {
   const summary = {
     ...head,

@@ -8,16 +8,22 @@
 import type { AsyncPolicy, Policy, ObservationBatch, PolicyOutput } from '../policy/types.js';
 import { Rng } from '../util/rng.js';
 
-/** The environment surface the harness needs. */
+/**
+ * The environment surface the harness needs: PushT (2-D actions, coverage) and the MuJoCo tasks
+ * (7-D actions, reward 1 on success) alike. An episode's score is its highest reward.
+ */
 export interface EvalEnv {
   reset(seed: number): unknown;
-  step(action: [number, number]): {
+  step(action: number[]): {
     observation: unknown;
     reward: number;
     terminated: boolean;
     truncated: boolean;
-    /** `perturbations`: how often the environment moved the task on its own (perturbed variants). */
-    info: { coverage: number; perturbations?: number };
+    /**
+     * `coverage`: PushT's goal coverage (tasks without one report their reward); `perturbations`:
+     * how often the environment moved the task on its own (perturbed variants).
+     */
+    info: { coverage?: number; perturbations?: number; success?: boolean };
   };
 }
 
@@ -236,10 +242,10 @@ export function stepEpisode<E extends EvalEnv>(
   episode: number,
   maxSteps: number,
 ): void {
-  const r = env.step([action[0], action[1]]);
+  const r = env.step(action);
   s.steps++;
   s.score = Math.max(s.score, r.reward);
-  s.coverage = r.info.coverage;
+  s.coverage = r.info.coverage ?? r.reward;
   s.perturbations = r.info.perturbations;
   s.hist = [...s.hist.slice(1), opts.observe(r.observation)];
   opts.onStep?.(episode, env, s.steps);

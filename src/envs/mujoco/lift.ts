@@ -15,6 +15,7 @@
  * table. Initial cube poses come from the seed.
  */
 import { Rng } from '../../util/rng.js';
+import type { MainModule } from 'mujoco-js';
 import { MujocoSim } from './sim.js';
 
 export const LIFT_XML = `
@@ -116,6 +117,11 @@ export class LiftEnv {
 
   static async create(opts: { horizon?: number } = {}): Promise<LiftEnv> {
     return new LiftEnv(await MujocoSim.fromXml(LIFT_XML, 'lift task'), opts);
+  }
+
+  /** `create` with MuJoCo already loaded (`loadMujoco`). */
+  static createWith(mj: MainModule, opts: { horizon?: number } = {}): LiftEnv {
+    return new LiftEnv(MujocoSim.compile(mj, LIFT_XML, 'lift task'), opts);
   }
 
   /**

@@ -33,7 +33,11 @@ export class MujocoSim {
 
   /** Compiles MJCF text; a compile error names `source` and MuJoCo's message. */
   static async fromXml(xml: string, source: string): Promise<MujocoSim> {
-    const mj = await loadMujoco();
+    return MujocoSim.compile(await loadMujoco(), xml, source);
+  }
+
+  /** `fromXml` with the module already loaded (environments made synchronously, as the harness does). */
+  static compile(mj: MainModule, xml: string, source: string): MujocoSim {
     const fs = (mj as unknown as { FS: { writeFile(p: string, s: string): void; unlink(p: string): void } }).FS;
     const file = `/onedp/model-${models++}.xml`;
     fs.writeFile(file, xml);

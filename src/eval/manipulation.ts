@@ -1,0 +1,77 @@
+/**
+ * Evaluation on the MuJoCo tasks (issue 18) with the same harness as PushT: receding-horizon
+ * control on seeded initial states, an episode's score its highest reward (1 on success). The
+ * policy observes the low-dimensional keys its training spec names (robomimic's by default),
+ * concatenated per step as in training.
+ */
+import { loadMujoco } from '../envs/mujoco/sim.js';
+import { LiftEnv } from '../envs/mujoco/lift.js';
+import { parseObsSpec, ROBOMIMIC_LOWDIM_KEYS } from '../data/obs_spec.js';
+import type { AsyncPolicy, Policy } from '../policy/types.js';
+import { evaluate, evaluateAsync, type EvalOptions, type EvalSummary, type StepObservation } from './harness.js';
+
+/** robomimic's low-dimensional observation, as `defaultObsSpec` picks it for an HDF5 dataset. */
+export const ROBOMIMIC_OBS_SPEC = ROBOMIMIC_LOWDIM_KEYS.join(',');
+
+/** Builds a policy's per-step observation from a task observation, by its training spec. */
+export function manipulationObserver(spec: string = ROBOMIMIC_OBS_SPEC): (o: unknown) => StepObservation {
+  const parts = parseObsSpec(spec);
+  return (o: unknown) => {
+    const obs = o as Record<string, Float64Array>;
+    const out: number[] = [];
+    for (const p of parts) {
+      const v = obs[p.key];
+      if (!v) throw new Error(`observation spec names "${p.key}", which the task does not observe (it has ${Object.keys(obs).join(', ')})`);
+      for (let i = p.from; i < (p.to ?? v.length); i++) out.push(v[i]);
+    }
+    return Float32Array.from(out);
+  };
+}
+
+export interface ManipulationEvalOptions {
+  seeds: number[];
+  obsSpec?: string;
+  batchSize?: number;
+  noiseSeed?: number;
+  onEpisode?: EvalOptions['onEpisode'];
+}
+
+/** The Lift task's harness options; its environments are disposed when `dispose` is called. */
+async function liftRun(opts: ManipulationEvalOptions) {
+  const mj = await loadMujoco();
+  const envs: LiftEnv[] = [];
+  const common = {
+    makeEnv: () => {
+      const e = LiftEnv.createWith(mj);
+      envs.push(e);
+      return e;
+    },
+    observe: manipulationObserver(opts.obsSpec),
+    seeds: opts.seeds,
+    batchSize: opts.batchSize,
+    noiseSeed: opts.noiseSeed,
+    // robomimic's tasks act at 20 Hz.
+    controlPeriodMs: 50,
+    maxSteps: Infinity,
+    onEpisode: opts.onEpisode,
+  };
+  return { common, dispose: () => envs.forEach((e) => e.dispose()) };
+}
+
+export async function evaluateLift(policy: Policy, opts: ManipulationEvalOptions): Promise<EvalSummary> {
+  const { common, dispose } = await liftRun(opts);
+  try {
+    return evaluate({ ...common, policy });
+  } finally {
+    dispose();
+  }
+}
+
+export async function evaluateLiftAsync(policy: AsyncPolicy, opts: ManipulationEvalOptions): Promise<EvalSummary> {
+  const { common, dispose } = await liftRun(opts);
+  try {
+    return await evaluateAsync({ ...common, policy });
+  } finally {
+    dispose();
+  }
+}
