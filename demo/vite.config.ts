@@ -14,12 +14,13 @@ import { defineConfig, type Plugin } from 'vite';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export function nativeStub(): Plugin {
-  const engine = `${path.sep}src${path.sep}engine${path.sep}`;
+  const engine = '/src/engine/';
   return {
     name: 'onedp-native-stub',
     enforce: 'pre',
     resolveId(source, importer) {
-      if (source === './native.js' && importer?.includes(engine)) return path.join(here, 'src', 'native_stub.ts');
+      // Importer ids use forward slashes on every platform once normalised.
+      if (source === './native.js' && importer?.replace(/\\/g, '/').includes(engine)) return path.join(here, 'src', 'native_stub.ts');
       return null;
     },
   };

@@ -205,6 +205,11 @@ describe.skipIf(!haveChromium)('browser demo (headless Chromium)', () => {
     await page.setInputFiles('#files', ['policy.json', 'encoder.onnx', 'generator.onnx'].map((f) => path.join(bundle, f)));
     const s0 = await until((s) => s.policy === 'yours' && s.ready, 'the chosen bundle');
     await until((s) => s.replies >= s0.replies + 3 && s.nfe === 1, 'the chosen bundle acting');
+    // Choosing the same files again keeps the open sessions, which the running policy uses.
+    await page.setInputFiles('#files', ['policy.json', 'encoder.onnx', 'generator.onnx'].map((f) => path.join(bundle, f)));
+    const s1 = await until((s) => s.policy === 'yours' && s.ready && s.replies >= 1, 'the same bundle again');
+    await until((s) => s.replies >= s1.replies + 3, 'the same bundle acting again');
+    expect((await state()).errors).toEqual([bad]);
     // A URL parameter names a bundle folder (and optionally a sampler) on any host.
     await page.goto(`${url}?policy=policies/dp/&sampler=ddim-10&seed=100000`);
     const u = await until((s) => s.policy === 'yours' && s.ready && s.replies >= 2, 'the bundle named in the URL');

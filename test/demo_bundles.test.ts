@@ -5,7 +5,7 @@
  * 100 lockstep steps (measured: OneDP-S at 0.47 after 100 steps, DDIM-10 up to 0.93; a random or
  * untrained network leaves it near its start, 0.002).
  */
-import { statSync, readdirSync } from 'node:fs';
+import { readFileSync, statSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +21,9 @@ describe('the demo policies', () => {
     let bytes = 0;
     for (const sub of ['dp', 'onedp-s']) for (const f of readdirSync(path.join(dir, sub))) bytes += statSync(path.join(dir, sub, f)).size;
     expect(bytes).toBeLessThan(4 << 20);
+    const kind = (sub: string) => (JSON.parse(readFileSync(path.join(dir, sub, 'policy.json'), 'utf8')) as { kind: string; obsDim: number; noise: { kind: string } });
+    expect(kind('dp')).toMatchObject({ kind: 'diffusion-policy', obsDim: 20, noise: { kind: 'ddpm' } });
+    expect(kind('onedp-s')).toMatchObject({ kind: 'onedp-s', obsDim: 20 });
   });
 
   it('push the block onto the goal (seed 100003, 100 lockstep steps)', async () => {

@@ -60,7 +60,9 @@ let drag: { dx: number; dy: number; x: number; y: number } | null = null;
 function setStatus(text: string, isError = false): void {
   statusLine.textContent = text;
   statusLine.className = isError ? '' : 'ok';
-  if (isError) errors.push(text);
+  // The latest errors, each once in a row: the state is read every tick.
+  if (isError && errors.at(-1) !== text) errors.push(text);
+  if (errors.length > 20) errors.splice(0, errors.length - 20);
 }
 
 function refreshChoices(): void {
@@ -76,10 +78,17 @@ function openBundle(c: Choice): Promise<unknown> {
   return opened.get(c.key)!;
 }
 
+/** Bumped by every `choose`: only the latest call installs its policy. */
+let chooseGen = 0;
+/** Failed requests in a row; a policy that keeps failing is stopped rather than retried 10 times a second. */
+let failuresInRow = 0;
+const MAX_FAILURES_IN_ROW = 5;
+
 /** Switches to a policy; the world keeps running, held still until the first chunk comes. */
 async function choose(id: string, seed = Number(seedInput.value)): Promise<void> {
   const c = choices.find((x) => x.id === id);
   if (!c) throw new Error(`no policy "${id}"`);
+  const gen = ++chooseGen;
   current = id;
   refreshChoices();
   setStatus(`loading ${c.label}…`);
@@ -87,17 +96,33 @@ async function choose(id: string, seed = Number(seedInput.value)): Promise<void>
   actor = null;
   policy?.dispose();
   policy = null;
+  let p: WorkerPolicy | null = null;
   try {
     await openBundle(c);
-    const p = await worker.use(c.key, seed, c.sampler);
+    p = await worker.use(c.key, seed, c.sampler);
     checkPushTPolicy({ obsDim: p.manifest.obsDim, cameras: p.cameras }, c.label);
-    if (current !== id) return p.dispose();
+    // A later choose (another policy, or a reset) has taken over meanwhile.
+    if (gen !== chooseGen) return p.dispose();
     policy = p;
+    failuresInRow = 0;
     useObserver(p);
-    actor = new AsyncActor(p, { controlPeriodMs: CONTROL_PERIOD_MS, seed, onError: (e) => setStatus(e.message, true) });
+    const installed = p;
+    actor = new AsyncActor(p, {
+      controlPeriodMs: CONTROL_PERIOD_MS,
+      seed,
+      onError: (e) => {
+        if (policy !== installed) return;
+        setStatus(e.message, true);
+        if (++failuresInRow >= MAX_FAILURES_IN_ROW) {
+          actor = null;
+          setStatus(`${c.label} stopped after ${failuresInRow} failed requests in a row: ${e.message}`, true);
+        }
+      },
+    });
     setStatus(`${c.label}: ${p.kind}, ${p.sampler}`);
   } catch (e) {
-    setStatus((e as Error).message, true);
+    if (p && policy !== p) p.dispose();
+    if (gen === chooseGen) setStatus((e as Error).message, true);
   }
 }
 
@@ -147,7 +172,10 @@ function tick(): void {
     obs = observer.observe(env.observation());
   }
   const a = actor ? actor.act(obs) : null;
-  if (policy?.lastOutput) lastOutput = policy.lastOutput;
+  if (policy?.lastOutput && policy.lastOutput !== lastOutput) {
+    lastOutput = policy.lastOutput;
+    failuresInRow = 0;
+  }
   const r = env.step(a ? [a[0], a[1]] : observer.agentPosition(obs));
   obs = observer.observe(r.observation);
   step++;

@@ -24,13 +24,13 @@ let warmed = false;
  * few steps, so without this the page's policy would stay slow for minutes. The kernels are
  * shared by every graph, so the first bundle's warm-up serves the rest.
  */
-async function warmUp(b: { manifest: BundleManifest; encoder: ort.InferenceSession; action: ort.InferenceSession }): Promise<void> {
+async function warmUp(b: { manifest: BundleManifest; encoder: ort.InferenceSession; action: ort.InferenceSession }, source: string): Promise<void> {
   const m = b.manifest;
   const data: Record<string, Float32Array | Uint8Array> = { obs: new Float32Array(m.nObsSteps * m.obsDim) };
   for (const cam of m.vision?.cameras ?? []) data[cam] = new Uint8Array(m.nObsSteps * m.vision!.frameSize ** 2 * 3);
   // One network evaluation a call whatever the kind: more steps only repeat the same kernels.
   const sampler = m.kind === 'diffusion-policy' ? (m.noise.kind === 'edm' ? 'edm-1' : 'ddim-1') : m.kind === 'consistency-policy' ? 'cp-1' : undefined;
-  const p = new BundlePolicy(m, 'warm-up', ort, b.encoder, b.action, { sampler });
+  const p = new BundlePolicy(m, source, ort, b.encoder, b.action, { sampler });
   for (const t0 = performance.now(); performance.now() - t0 < 1000; ) await p.predict({ batch: 1, data });
 }
 // The samplers' elementwise updates are a few hundred numbers; tfjs's plain JS kernels do them
@@ -47,6 +47,9 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
   await ready;
   switch (msg.type) {
     case 'open': {
+      // Opened already (the same files or URL again): its sessions may be in use; keep them.
+      const open = bundles.get(msg.key);
+      if (open) return { manifest: open.manifest };
       const manifest = checkManifest(msg.manifest, `${msg.key}policy.json`);
       const load = async (bytes: ArrayBuffer, file: string) => {
         try {
@@ -55,13 +58,17 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
           throw new Error(`${msg.key}${file}: onnxruntime-web cannot load it (${(e as Error).message.split('\n')[0]})`);
         }
       };
-      const old = bundles.get(msg.key);
-      bundles.set(msg.key, { manifest, encoder: await load(msg.encoder, manifest.files.encoder), action: await load(msg.action, manifest.files.action) });
-      if (old) await Promise.all([old.encoder.release(), old.action.release()]);
+      const b = { manifest, encoder: await load(msg.encoder, manifest.files.encoder), action: await load(msg.action, manifest.files.action) };
       if (!warmed) {
-        await warmUp(bundles.get(msg.key)!);
+        try {
+          await warmUp(b, msg.key);
+        } catch (e) {
+          await Promise.all([b.encoder.release(), b.action.release()]);
+          throw e;
+        }
         warmed = true;
       }
+      bundles.set(msg.key, b);
       return { manifest };
     }
     case 'use': {

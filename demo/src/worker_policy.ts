@@ -9,6 +9,8 @@ export class PolicyWorker {
   private readonly worker = new Worker(new URL('./policy_worker.ts', import.meta.url), { type: 'module' });
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
+  /** Set when the worker died: every call fails at once with this. */
+  private failed: string | null = null;
 
   constructor() {
     this.worker.onmessage = (e: MessageEvent<WorkerReply>) => {
@@ -19,13 +21,17 @@ export class PolicyWorker {
       if (r.ok) p.resolve(r.result);
       else p.reject(new Error(r.error));
     };
-    this.worker.onerror = (e) => {
-      for (const p of this.pending.values()) p.reject(new Error(`policy worker failed: ${e.message}`));
+    const die = (why: string) => {
+      this.failed = `the policy worker failed: ${why}`;
+      for (const p of this.pending.values()) p.reject(new Error(this.failed));
       this.pending.clear();
     };
+    this.worker.onerror = (e) => die(e.message || 'its script did not load');
+    this.worker.onmessageerror = () => die('a message could not be decoded');
   }
 
   call<T>(msg: Body<WorkerRequest>, transfer: Transferable[] = []): Promise<T> {
+    if (this.failed) return Promise.reject(new Error(this.failed));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -36,7 +42,12 @@ export class PolicyWorker {
   /** Fetches a bundle folder (its policy.json names the graphs) and opens it; `base` ends in "/". */
   async openUrl(base: string): Promise<BundleManifest> {
     const get = async (file: string) => {
-      const res = await fetch(new URL(file, new URL(base, location.href)));
+      let res: Response;
+      try {
+        res = await fetch(new URL(file, new URL(base, location.href)));
+      } catch (e) {
+        throw new Error(`${base}${file}: cannot fetch it (${(e as Error).message})`);
+      }
       if (!res.ok) throw new Error(`${base}${file}: HTTP ${res.status}`);
       return res;
     };
@@ -47,7 +58,9 @@ export class PolicyWorker {
       throw new Error(`${base}policy.json: ${(e as Error).message}`);
     }
     const files = manifest?.files;
-    if (typeof files?.encoder !== 'string' || typeof files?.action !== 'string') throw new Error(`${base}policy.json: not an onedp bundle ("files" must name the encoder and action graphs)`);
+    // Plain names in the bundle's folder, checked before anything is fetched.
+    const plain = (f: unknown): f is string => typeof f === 'string' && f.length > 0 && !/[\\/:?#]/.test(f);
+    if (!plain(files?.encoder) || !plain(files?.action)) throw new Error(`${base}policy.json: not an onedp bundle ("files" must name the encoder and action graphs in its folder)`);
     const [encoder, action] = await Promise.all([get(files.encoder).then((r) => r.arrayBuffer()), get(files.action).then((r) => r.arrayBuffer())]);
     return this.open(base, manifest, encoder, action);
   }

@@ -106,7 +106,7 @@ export function registerEvalCommand(program: Command): void {
         throw new UsageError(`--seeds: ${(e as Error).message}`);
       }
       const batch = parseIntFlag('batch', f.batch);
-      if (f.env === 'lift') return evalManipulation(f, seeds, batch);
+      if (f.env === 'lift') return evalManipulation(f, seeds, batch, parseIntFlag('max-steps', f.maxSteps));
       const maxSteps = parseIntFlag('max-steps', f.maxSteps);
       // --server implies real time, so its latency settings apply without --realtime.
       const realtime = parseRealtimeFlags(f.server ? { ...f, realtime: true } : f);
@@ -215,9 +215,8 @@ export function registerEvalCommand(program: Command): void {
     });
 }
 
-/** summary.json, episodes.json and rendered episodes under --out; the summary on stdout. */
 /** `--env lift`: the MuJoCo task, lockstep, on tfjs; the observation spec comes from the checkpoint. */
-async function evalManipulation(f: EvalFlags, seeds: number[], batch: number): Promise<void> {
+async function evalManipulation(f: EvalFlags, seeds: number[], batch: number, maxSteps: number): Promise<void> {
   if (f.server || f.realtime || f.render !== undefined || f.perturb.trim() !== '0' || Number(f.workers) > 1 || f.runtime === 'onnx') {
     throw new UsageError('--env lift evaluates a local checkpoint in lockstep on tfjs: --server, --realtime, --render, --perturb, --workers and --runtime onnx apply to pusht only');
   }
@@ -235,10 +234,11 @@ async function evalManipulation(f: EvalFlags, seeds: number[], batch: number): P
       throw new UsageError(`--sampler: ${(e as Error).message}`);
     }
   }
-  const res = await evaluateLift(policy, { seeds, batchSize: batch, obsSpec: spec, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
-  await writeOutputs(f, seeds, { ...res, latency: null, realtime: null }, [], { env: 'lift', policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec });
+  const res = await evaluateLift(policy, { seeds, batchSize: batch, maxSteps, obsSpec: spec, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
+  await writeOutputs(f, seeds, { ...res, latency: null, realtime: null }, [], { env: 'lift', policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec, maxSteps });
 }
 
+/** summary.json, episodes.json and rendered episodes under --out; the summary on stdout. */
 async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult, frames: Uint8Array[][], head: Record<string, unknown>): Promise<void> {
   const summary = {
     ...head,

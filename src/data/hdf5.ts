@@ -179,8 +179,13 @@ async function openForReading(file: string): Promise<{ mod: H5; f: InstanceType<
   return { mod, f: r.value };
 }
 
+export interface ReadRobomimicOptions {
+  /** Leave out `next_obs` and `states` (training reads neither; they double the memory). */
+  trainingOnly?: boolean;
+}
+
 /** Reads a robomimic dataset; every problem is one error naming the file and what is wrong. */
-export async function readRobomimic(file: string): Promise<RobomimicDataset> {
+export async function readRobomimic(file: string, opts: ReadRobomimicOptions = {}): Promise<RobomimicDataset> {
   const { f } = await openForReading(file);
   const rd = new Reader(f, file);
   try {
@@ -216,8 +221,8 @@ export async function readRobomimic(file: string): Promise<RobomimicDataset> {
       };
       if (!keys.includes('obs')) throw new Hdf5DatasetError(`${file}: ${g} has no obs group`);
       const demo: RobomimicDemo = { name, actions, rewards, dones, obs: readObs('obs') };
-      if (keys.includes('next_obs')) demo.nextObs = readObs('next_obs');
-      if (keys.includes('states')) demo.states = rd.array(`${g}/states`, t);
+      if (keys.includes('next_obs') && !opts.trainingOnly) demo.nextObs = readObs('next_obs');
+      if (keys.includes('states') && !opts.trainingOnly) demo.states = rd.array(`${g}/states`, t);
       demos.push(demo);
       frames += t;
     }
@@ -315,6 +320,7 @@ export function robomimicToReplay(ds: RobomimicDataset, opts: { split?: string; 
     if (!keep) throw new Hdf5DatasetError(`${source}: no mask "${opts.split}" (has ${Object.keys(ds.masks).join(', ') || 'none'})`);
     demos = demos.filter((d) => keep.includes(d.name));
   }
+  if (demos.length === 0) throw new Hdf5DatasetError(`${source}: mask "${opts.split}" lists no demos`);
   const keys = Object.keys(demos[0].obs);
   for (const d of demos) {
     const k = Object.keys(d.obs);

@@ -22,7 +22,7 @@ export async function openDataset(spec: string, keys?: string[]): Promise<Replay
     throw new Error(`${spec}: dataset not found`);
   }
   if (isHdf5Path(spec)) {
-    const rb = robomimicToReplay(await readRobomimic(spec), { source: spec });
+    const rb = robomimicToReplay(await readRobomimic(spec, { trainingOnly: true }), { source: spec });
     if (!keys) return rb;
     const missing = keys.filter((k) => !rb.arrays.has(k));
     if (missing.length) throw new Error(`${spec}: no ${missing.join(', ')} (has ${[...rb.arrays.keys()].join(', ')})`);

@@ -21,7 +21,8 @@ export interface EvalEnv {
     truncated: boolean;
     /**
      * `coverage`: PushT's goal coverage (tasks without one report their reward); `perturbations`:
-     * how often the environment moved the task on its own (perturbed variants).
+     * how often the environment moved the task on its own (perturbed variants). Success is
+     * `terminated`; `success` is declared so that every task's info fits this type.
      */
     info: { coverage?: number; perturbations?: number; success?: boolean };
   };

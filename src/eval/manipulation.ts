@@ -30,6 +30,7 @@ export function manipulationObserver(spec: string = ROBOMIMIC_OBS_SPEC): (o: unk
 
 export interface ManipulationEvalOptions {
   seeds: number[];
+  maxSteps?: number;
   obsSpec?: string;
   batchSize?: number;
   noiseSeed?: number;
@@ -39,12 +40,16 @@ export interface ManipulationEvalOptions {
 /** The Lift task's harness options; its environments are disposed when `dispose` is called. */
 async function liftRun(opts: ManipulationEvalOptions) {
   const mj = await loadMujoco();
+  // One environment per batch slot, reused: the harness asks for a batch's environments together
+  // and is done with them before the next batch, and `reset` makes each one fresh.
+  const slots = Math.max(1, Math.min(opts.batchSize ?? 25, opts.seeds.length));
   const envs: LiftEnv[] = [];
+  let made = 0;
   const common = {
     makeEnv: () => {
-      const e = LiftEnv.createWith(mj);
-      envs.push(e);
-      return e;
+      const i = made++ % slots;
+      envs[i] ??= LiftEnv.createWith(mj);
+      return envs[i];
     },
     observe: manipulationObserver(opts.obsSpec),
     seeds: opts.seeds,
@@ -52,7 +57,8 @@ async function liftRun(opts: ManipulationEvalOptions) {
     noiseSeed: opts.noiseSeed,
     // robomimic's tasks act at 20 Hz.
     controlPeriodMs: 50,
-    maxSteps: Infinity,
+    // The task's own horizon ends an episode unless a shorter limit is given.
+    maxSteps: opts.maxSteps ?? Infinity,
     onEpisode: opts.onEpisode,
   };
   return { common, dispose: () => envs.forEach((e) => e.dispose()) };

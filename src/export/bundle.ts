@@ -165,39 +165,43 @@ export class BundlePolicy extends BundleShape implements AsyncPolicy {
     const t1 = performance.now();
     let chunk: Float32Array;
     let nfe = 1;
-    if (this.sampler || m.kind === 'consistency-policy') {
-      // The network inside onedp's sampler loop, in normalised action space.
-      let loop: SamplerLoop;
-      let x: tf.Tensor | null = null;
-      const extra: Record<string, Tensor> = {};
-      if (this.sampler) {
-        x = randn(noise, [b, horizon, actionDim], tf);
-        loop = this.sampler.loop(x, noise);
+    let x: tf.Tensor | null = null;
+    // Released on every path: a bundle whose graphs fail would otherwise leak a call's tensors.
+    try {
+      if (this.sampler || m.kind === 'consistency-policy') {
+        // The network inside onedp's sampler loop, in normalised action space.
+        let loop: SamplerLoop;
+        const extra: Record<string, Tensor> = {};
+        if (this.sampler) {
+          x = randn(noise, [b, horizon, actionDim], tf);
+          loop = this.sampler.loop(x, noise);
+        } else {
+          loop = consistencyLoop(m.sampling!, this.cpSteps, [b, horizon, actionDim], noise);
+          extra.stop = new this.ort.Tensor('float32', new Float32Array(b).fill(consistencyStopInput(m.sampling!)), [b]);
+        }
+        const res = await runSamplerAsync(loop, async (xs, ts) => {
+          const { output } = await this.run(this.action, { sample: new this.ort.Tensor('float32', xs.dataSync() as Float32Array, xs.shape), timestep: new this.ort.Tensor('float32', ts.dataSync() as Float32Array, [b]), ...extra, cond }, m.files.action);
+          const out = tf.tensor(output.data as Float32Array, xs.shape);
+          output.dispose();
+          return out;
+        });
+        nfe = res.nfe;
+        chunk = this.actionNorm.unnormalize('action', res.sample.dataSync() as Float32Array);
+        res.sample.dispose();
       } else {
-        loop = consistencyLoop(m.sampling!, this.cpSteps, [b, horizon, actionDim], noise);
-        extra.stop = new this.ort.Tensor('float32', new Float32Array(b).fill(consistencyStopInput(m.sampling!)), [b]);
+        const feeds: Record<string, Tensor> = { cond };
+        // Drawn for OneDP-D too, so that the generator's state advances as the tfjs policy's does.
+        const z = noise.fillNormal(new Float32Array(b * horizon * actionDim));
+        if (m.kind === 'onedp-s') feeds.noise = new this.ort.Tensor('float32', z, [b, horizon, actionDim]);
+        const { action } = await this.run(this.action, feeds, m.files.action);
+        chunk = action.data as Float32Array;
+        action.dispose();
       }
-      const res = await runSamplerAsync(loop, async (xs, ts) => {
-        const { output } = await this.run(this.action, { sample: new this.ort.Tensor('float32', xs.dataSync() as Float32Array, xs.shape), timestep: new this.ort.Tensor('float32', ts.dataSync() as Float32Array, [b]), ...extra, cond }, m.files.action);
-        const out = tf.tensor(output.data as Float32Array, xs.shape);
-        output.dispose();
-        return out;
-      });
+    } finally {
       x?.dispose();
-      nfe = res.nfe;
-      chunk = this.actionNorm.unnormalize('action', res.sample.dataSync() as Float32Array);
-      res.sample.dispose();
-    } else {
-      const feeds: Record<string, Tensor> = { cond };
-      // Drawn for OneDP-D too, so that the generator's state advances as the tfjs policy's does.
-      const z = noise.fillNormal(new Float32Array(b * horizon * actionDim));
-      if (m.kind === 'onedp-s') feeds.noise = new this.ort.Tensor('float32', z, [b, horizon, actionDim]);
-      const { action } = await this.run(this.action, feeds, m.files.action);
-      chunk = action.data as Float32Array;
-      action.dispose();
+      cond.dispose();
     }
     const t2 = performance.now();
-    cond.dispose();
     return {
       actions: nest(chunk, b, horizon, actionDim, to - 1, nActionSteps),
       chunk: nest(chunk, b, horizon, actionDim),
@@ -210,7 +214,7 @@ export class BundlePolicy extends BundleShape implements AsyncPolicy {
     try {
       return await s.run(feeds);
     } catch (e) {
-      throw new BundleError(`${this.source}/${file}: onnxruntime rejected the inputs policy.json describes (${(e as Error).message.split('\n')[0]})`);
+      throw new BundleError(`${this.source}${this.source.endsWith('/') ? '' : '/'}${file}: onnxruntime rejected the inputs policy.json describes (${(e as Error).message.split('\n')[0]})`);
     }
   }
 

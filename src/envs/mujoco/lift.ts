@@ -9,8 +9,8 @@
  * Interface as robomimic's: actions are 7-D in [-1, 1], (dx, dy, dz, rx, ry, rz, gripper):
  * position deltas of up to 5 cm and rotation deltas (axis-angle) of up to 0.5 rad per step, the
  * gripper closing for +1 and opening for -1; 20 Hz control (25 physics steps of 2 ms). The
- * observations use robomimic's names: `object` (cube position, quaternion, cube position minus
- * gripper position: 10 values), `robot0_eef_pos`, `robot0_eef_quat` (x, y, z, w, as robosuite)
+ * observations use robomimic's names: `object` (cube position, quaternion, gripper position minus
+ * cube position, as robosuite's `gripper_to_cube_pos`: 10 values), `robot0_eef_pos`, `robot0_eef_quat` (x, y, z, w, as robosuite)
  * and `robot0_gripper_qpos` (the two finger joints). Success: the cube's bottom 4 cm above the
  * table. Initial cube poses come from the seed.
  */
@@ -182,7 +182,8 @@ export class LiftEnv {
     const xyzw = (q: Quat) => [q[1], q[2], q[3], q[0]];
     const qpos = sim.data.qpos as unknown as Float64Array;
     return {
-      object: Float64Array.from([...cube, ...xyzw(sim.bodyQuat(this.cube)), cube[0] - eef[0], cube[1] - eef[1], cube[2] - eef[2]]),
+      // robosuite's gripper_to_cube_pos is the gripper's position minus the cube's.
+      object: Float64Array.from([...cube, ...xyzw(sim.bodyQuat(this.cube)), eef[0] - cube[0], eef[1] - cube[1], eef[2] - cube[2]]),
       robot0_eef_pos: Float64Array.from(eef),
       robot0_eef_quat: Float64Array.from(xyzw(sim.bodyQuat(this.gripper))),
       robot0_gripper_qpos: Float64Array.from([qpos[this.fingers[0]], qpos[this.fingers[1]]]),
