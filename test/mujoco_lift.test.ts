@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LiftEnv, TABLE_TOP, CUBE_HALF } from '../src/envs/mujoco/lift.js';
-import { LiftExpert, type DemoQuality } from '../src/envs/mujoco/lift_expert.js';
+import { LiftExpert, foldQuarterTurn, yawOf, type DemoQuality } from '../src/envs/mujoco/lift_expert.js';
 import { collectManipulation } from '../src/envs/mujoco/collect.js';
 import { readRobomimic, writeRobomimic } from '../src/data/hdf5.js';
 import { onedp } from './helpers/cli.js';
@@ -40,9 +40,7 @@ class OraclePolicy implements Policy {
     if (this.mode === 'open') return [0, 0, 0, 0, 0, 0, -1];
     const cube = [o[0], o[1], o[2]];
     const eef = [o[10], o[11], o[12]];
-    const yaw = (q: ArrayLike<number>, k: number) => Math.atan2(2 * (q[k + 3] * q[k + 2] + q[k] * q[k + 1]), 1 - 2 * (q[k + 1] ** 2 + q[k + 2] ** 2));
-    let dyaw = yaw(o, 3) - yaw(o, 13);
-    dyaw -= (Math.PI / 2) * Math.round(dyaw / (Math.PI / 2));
+    const dyaw = foldQuarterTurn(yawOf(o, 3) - yawOf(o, 13));
     const to = (t: number[], grip: number) => [...t.map((v, i) => Math.max(-1, Math.min(1, (v - eef[i]) / 0.05))), 0, 0, Math.max(-1, Math.min(1, dyaw / 0.5)), grip];
     const holding = o[17] > 0.005 && o[18] > 0.005 && Math.abs(cube[2] - eef[2]) < 0.02;
     if (holding) return to([eef[0], eef[1], eef[2] + 0.05], 1);
@@ -59,17 +57,8 @@ beforeAll(async () => {
 });
 afterAll(() => env?.dispose());
 
-/** The cube's yaw from its quaternion (x, y, z, w), folded to (-pi/4, pi/4]: the grasp is 4-fold symmetric. */
-function cubeYaw(o: Float64Array): number {
-  const [x, y, z, w] = [o[3], o[4], o[5], o[6]];
-  const yaw = Math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z));
-  return yaw - (Math.PI / 2) * Math.round(yaw / (Math.PI / 2));
-}
-
-function gripperYaw(q: Float64Array): number {
-  const [x, y, z, w] = [q[0], q[1], q[2], q[3]];
-  return Math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z));
-}
+/** The cube's yaw, folded to (-pi/4, pi/4]: the grasp is 4-fold symmetric. */
+const cubeYaw = (object: Float64Array) => foldQuarterTurn(yawOf(object, 3));
 
 /** A scripted grasp: steer the gripper to each target in turn; `offset` moves every target sideways. */
 function scriptedLift(e: LiftEnv, seed: number, offset = 0): { success: boolean; maxHeight: number; actions: number[][] } {
@@ -81,7 +70,7 @@ function scriptedLift(e: LiftEnv, seed: number, offset = 0): { success: boolean;
     for (let k = 0; k < n; k++) {
       const t = target(o);
       const eef = o.robot0_eef_pos;
-      const dyaw = cubeYaw(o.object) - gripperYaw(o.robot0_eef_quat);
+      const dyaw = cubeYaw(o.object) - yawOf(o.robot0_eef_quat);
       const a = [...[0, 1, 2].map((i) => Math.max(-1, Math.min(1, (t[i] - eef[i]) / 0.05))), 0, 0, Math.max(-1, Math.min(1, dyaw / 0.5)), grip];
       const r = e.step(a);
       actions.push(a);

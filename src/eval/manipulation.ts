@@ -7,8 +7,8 @@
 import { loadMujoco } from '../envs/mujoco/sim.js';
 import { LiftEnv } from '../envs/mujoco/lift.js';
 import { parseObsSpec, ROBOMIMIC_LOWDIM_KEYS } from '../data/obs_spec.js';
-import type { AsyncPolicy, Policy } from '../policy/types.js';
-import { evaluate, evaluateAsync, type EvalOptions, type EvalSummary, type StepObservation } from './harness.js';
+import type { Policy } from '../policy/types.js';
+import { evaluate, type EvalOptions, type EvalSummary, type StepObservation } from './harness.js';
 
 /** robomimic's low-dimensional observation, as `defaultObsSpec` picks it for an HDF5 dataset. */
 export const ROBOMIMIC_OBS_SPEC = ROBOMIMIC_LOWDIM_KEYS.join(',');
@@ -68,15 +68,6 @@ export async function evaluateLift(policy: Policy, opts: ManipulationEvalOptions
   const { common, dispose } = await liftRun(opts);
   try {
     return evaluate({ ...common, policy });
-  } finally {
-    dispose();
-  }
-}
-
-export async function evaluateLiftAsync(policy: AsyncPolicy, opts: ManipulationEvalOptions): Promise<EvalSummary> {
-  const { common, dispose } = await liftRun(opts);
-  try {
-    return await evaluateAsync({ ...common, policy });
   } finally {
     dispose();
   }

@@ -14,14 +14,14 @@ export type DemoQuality = 'ph' | 'mh';
 
 type Phase = 'above' | 'down' | 'close' | 'lift' | 'release';
 
-/** Yaw of a quaternion (x, y, z, w). */
-function yawOf(q: ArrayLike<number>, off = 0): number {
+/** Yaw of a quaternion stored (x, y, z, w) from `off`, as robomimic's observations hold it. */
+export function yawOf(q: ArrayLike<number>, off = 0): number {
   const [x, y, z, w] = [q[off], q[off + 1], q[off + 2], q[off + 3]];
   return Math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z));
 }
 
 /** Folds an angle to (-pi/4, pi/4]: the cube looks the same every quarter turn. */
-const fold = (a: number) => a - (Math.PI / 2) * Math.round(a / (Math.PI / 2));
+export const foldQuarterTurn = (a: number) => a - (Math.PI / 2) * Math.round(a / (Math.PI / 2));
 const clip1 = (v: number) => Math.max(-1, Math.min(1, v));
 
 export class LiftExpert {
@@ -61,7 +61,7 @@ export class LiftExpert {
   act(o: LiftObs): number[] {
     const cube = [o.object[0], o.object[1], o.object[2]];
     const eef = o.robot0_eef_pos;
-    const yawErr = fold(yawOf(o.object, 3) - yawOf(o.robot0_eef_quat));
+    const yawErr = foldQuarterTurn(yawOf(o.object, 3) - yawOf(o.robot0_eef_quat));
     const toward = (t: number[]) => t.map((v, i) => v - eef[i]);
     const near = (d: number[], tol: number) => Math.hypot(...d) < tol;
     let target = cube;
