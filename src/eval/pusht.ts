@@ -151,8 +151,7 @@ export function pushtLatency(policy: Policy, seeds: number[], reps = 10): Latenc
 
 /** What both PushT drivers share: the environment, the observer and the real-time settings. */
 function pushtRun(policy: Pick<Policy, 'cameras'>, opts: PushTEvalOptions) {
-  const obsType = pushtObsType(policy);
-  const { envObs, observe } = observerFor(obsType);
+  const { envObs, observe, agentPosition } = pushtObserver(policy);
   const common: Omit<EvalOptions<PushTEnv<'keypoints' | 'state'>>, 'policy'> = {
     makeEnv: () => makePushTEnv(opts.perturb, envObs),
     observe,
@@ -163,7 +162,6 @@ function pushtRun(policy: Pick<Policy, 'cameras'>, opts: PushTEvalOptions) {
     onEpisode: opts.onEpisode,
     onStep: opts.onStep,
   };
-  const agentPosition = obsType === 'image' ? (o: StepObservation) => [...lowdimOf(o)] as [number, number] : keypointAgentPosition;
   const realtime = opts.realtime ? { agentPosition, ...opts.realtime } : null;
   return { common, realtime };
 }
