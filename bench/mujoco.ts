@@ -1,25 +1,32 @@
 /**
- * The MuJoCo section (issue 18): Lift's physics steps per second and control steps per second
+ * The MuJoCo section (issue 18): per task, physics steps per second and control steps per second
  * (25 physics steps of 2 ms each, observations included), and what that makes in episodes per
- * minute at its 200-step horizon. Actions are a deterministic sweep with the gripper opening
- * and closing, so contacts with the table and cube happen.
+ * minute at the task's horizon. Actions are a deterministic sweep with the gripper opening and
+ * closing, so contacts with the table and the objects happen.
  */
-import { LiftEnv } from '../src/envs/mujoco/lift.js';
+import { createManipulationEnv, MANIPULATION_TASKS } from '../src/envs/mujoco/tasks.js';
 import type { BenchRow } from './harness.js';
 
 export async function benchMujoco(rows: BenchRow[], opts: { quick: boolean }): Promise<void> {
-  const env = await LiftEnv.create();
-  const budget = opts.quick ? 1000 : 3000;
-  let steps = 0;
-  env.reset(0);
-  const t0 = performance.now();
-  while (performance.now() - t0 < budget) {
-    const k = steps;
-    env.step([Math.sin(k / 7), Math.cos(k / 11), Math.sin(k / 5) - 0.3, 0, 0, 0.2 * Math.sin(k / 13), Math.sin(k / 9)]);
-    steps++;
-    if (steps % env.horizon === 0) env.reset(steps);
+  for (const task of MANIPULATION_TASKS) {
+    const env = await createManipulationEnv(task);
+    const budget = opts.quick ? 1000 : 3000;
+    let steps = 0;
+    env.reset(0);
+    const t0 = performance.now();
+    while (performance.now() - t0 < budget) {
+      const k = steps;
+      env.step([Math.sin(k / 7), Math.cos(k / 11), Math.sin(k / 5) - 0.3, 0, 0, 0.2 * Math.sin(k / 13), Math.sin(k / 9)]);
+      steps++;
+      if (steps % env.horizon === 0) env.reset(steps);
+    }
+    const ms = (performance.now() - t0) / steps;
+    rows.push({
+      section: 'mujoco',
+      name: `${task} control step (25 physics steps + observation)`,
+      ms,
+      extra: { 'steps/s': +(1000 / ms).toFixed(0), 'physics steps/s': +((25 * 1000) / ms).toFixed(0), [`episodes/min (${env.horizon} steps)`]: +(60000 / (ms * env.horizon)).toFixed(1) },
+    });
+    env.dispose();
   }
-  const ms = (performance.now() - t0) / steps;
-  rows.push({ section: 'mujoco', name: 'Lift control step (25 physics steps + observation)', ms, extra: { 'steps/s': +(1000 / ms).toFixed(0), 'physics steps/s': +((25 * 1000) / ms).toFixed(0), 'episodes/min (200 steps)': +(60000 / (ms * env.horizon)).toFixed(1) } });
-  env.dispose();
 }

@@ -144,6 +144,30 @@ describe('ONNX export and onnxruntime', () => {
     }
   }
 
+  it('an action dimension constant in the training data comes out as that constant, on tfjs and in the exported graph', async () => {
+    // The second action dimension never varied (a demonstrator that never tilts, say).
+    const norm = LinearNormalizer.fit({ obs: { values: Float32Array.from({ length: 4 * OBS_DIM }, (_, i) => (i % OBS_DIM) * 40 + (i < 2 * OBS_DIM ? -30 : 300)), dim: OBS_DIM }, action: { values: Float32Array.from([0, 0.25, 512, 0.25]), dim: 2 } });
+    expect(norm.constants('action')).toEqual([null, 0.25]);
+    expect(Array.from(norm.unnormalize('action', Float32Array.from([0, 0.7, 1, -0.3])))).toEqual([256, 0.25, 512, 0.25]);
+    const dir = await tmp();
+    const pc = config('ddpm');
+    const gen = { method: 'onedp-s' as const, tInit: 65, sigmaInit: 2.5 };
+    const p = new OneDpPolicy(pc, gen, norm, 3);
+    randomise(p.generator, 11);
+    await saveCheckpoint(path.join(dir, 'ck'), 'step-0000001', { meta: { kind: 'onedp', method: 'onedp-s', policyConfig: pc, generator: gen, normalizer: norm.toJSON(), step: 1 }, tensors: { generator: stateDict(p.generator) } });
+    await exportOnnx(path.join(dir, 'ck'), path.join(dir, 'bundle'));
+    const o = await OnnxPolicy.load(path.join(dir, 'bundle'));
+    const obs = { batch: B, data: { obs: obsBatch(1) } };
+    const want = p.predictAction(obs, { seed: 9 });
+    const got = await o.predict(obs, { seed: 9 });
+    for (const out of [want, got]) for (const row of out.chunk.flat(1)) expect(Math.fround(row[1])).toBe(Math.fround(0.25));
+    expect(chunkGap(want, got, norm.params.action.scale)).toBeLessThan(1e-4);
+    // The other dimension still varies.
+    expect(Math.abs(got.chunk[0][0][0] - got.chunk[1][0][0])).toBeGreaterThan(1e-3);
+    await o.dispose();
+    p.dispose();
+  });
+
   it('the diffusion policy denoiser (with and without FiLM scale) and the CP student match tfjs', async () => {
     const dir = await tmp();
     const rng = new Rng(4);

@@ -16,7 +16,7 @@ import { LiftExpert, foldQuarterTurn, yawOf, type DemoQuality } from '../src/env
 import { collectManipulation } from '../src/envs/mujoco/collect.js';
 import { readRobomimic, writeRobomimic } from '../src/data/hdf5.js';
 import { onedp } from './helpers/cli.js';
-import { evaluateLift, manipulationObserver } from '../src/eval/manipulation.js';
+import { evaluateManipulation, manipulationHold, manipulationObserver } from '../src/eval/manipulation.js';
 import type { ObservationBatch, Policy, PolicyOutput } from '../src/policy/types.js';
 
 /**
@@ -34,7 +34,7 @@ class OraclePolicy implements Policy {
     const b = obs as ObservationBatch;
     const flat = b.data.obs as Float32Array;
     const actions = Array.from({ length: b.batch }, (_, i) => [this.act(flat.subarray(i * 19, (i + 1) * 19))]);
-    return { actions, chunk: actions, timing: { obsEncodingMs: 0, actionPredictionMs: 0, nfe: 0 } };
+    return { actions, chunk: actions, timing: { obsEncodingMs: 0, actionPredictionMs: 0, nfe: 1 } };
   }
   private act(o: Float32Array): number[] {
     if (this.mode === 'open') return [0, 0, 0, 0, 0, 0, -1];
@@ -210,12 +210,27 @@ describe('Lift (MuJoCo)', () => {
 
   it('the evaluation harness runs Lift: a reactive oracle lifts on every seed, a policy that stays open scores 0 over the horizon', async () => {
     const seeds = [0, 1, 2, 3, 4, 5];
-    const good = await evaluateLift(new OraclePolicy(), { seeds, batchSize: 3 });
+    const good = await evaluateManipulation('lift', new OraclePolicy(), { seeds, batchSize: 3, latencyReps: 0 });
     expect(good.successRate).toBe(1);
     expect(good.meanScore).toBe(1);
-    const idle = await evaluateLift(new OraclePolicy('open'), { seeds: [0, 1], batchSize: 2 });
+    const idle = await evaluateManipulation('lift', new OraclePolicy('open'), { seeds: [0, 1], batchSize: 2, latencyReps: 0 });
     expect(idle.successRate).toBe(0);
     expect(idle.episodes.map((e) => e.steps)).toEqual([200, 200]);
+    // In real time at 120 ms a call, the world moves on for 3 of Lift's 50 ms control periods
+    // while the policy thinks, holding still meanwhile: 3 of 8 steps wait for the first chunk.
+    const up = [0, 0, 1, 0, 0, 0, -1];
+    const chunky = { ...new OraclePolicy(), kind: 'up', nActionSteps: 8, horizon: 8 } as unknown as Policy;
+    chunky.predictAction = (obs) => {
+      const rows = Array.from({ length: (obs as ObservationBatch).batch }, () => Array.from({ length: 8 }, () => up));
+      return { actions: rows, chunk: rows, timing: { obsEncodingMs: 0, actionPredictionMs: 0, nfe: 1 } };
+    };
+    const late = await evaluateManipulation('lift', chunky, { seeds: [0], batchSize: 1, maxSteps: 8, latencyReps: 0, realtime: { latency: { kind: 'nfe', perNfeMs: 120 }, fill: 'hold' } });
+    expect(late.realtime).toMatchObject({ controlPeriodMs: 50, meanDelayPeriods: 3, fillFraction: 3 / 8 });
+    // Holding still: no motion; a gripper closed on something keeps closing.
+    const hold = manipulationHold();
+    const obsWith = (q: number) => Float32Array.from([...new Array<number>(17).fill(0.3), q, q]);
+    expect(hold(obsWith(0))).toEqual([0, 0, 0, 0, 0, 0, -1]);
+    expect(hold(obsWith(0.012))).toEqual([0, 0, 0, 0, 0, 0, 1]);
     // The observation follows the training spec; a spec naming what Lift does not observe is an error.
     expect(() => manipulationObserver('keypoint,state[0:2]')(env.reset(0))).toThrow('observation spec names "keypoint", which the task does not observe');
   });

@@ -7,26 +7,27 @@ import { writeReplayBuffer } from '../data/zarr.js';
 import { writePngStrip } from '../io/png.js';
 import { UsageError, parseIntFlag } from './errors.js';
 import { resolvePath } from './commands.js';
+import { MANIPULATION_TASKS, isManipulationTask } from '../envs/mujoco/tasks.js';
 
 export function registerEnvCommands(program: Command): void {
   program
     .command('collect')
-    .description('record scripted-expert demonstrations: PushT into a zarr replay buffer, MuJoCo tasks (lift) into a robomimic HDF5 file')
-    .argument('<env>', 'environment: pusht or lift')
+    .description('record scripted-expert demonstrations: PushT into a zarr replay buffer, MuJoCo tasks (lift, square) into a robomimic HDF5 file')
+    .argument('<env>', 'environment: pusht, lift or square')
     .option('--episodes <n>', 'successful episodes to record', '100')
     .option('--seed <n>', 'first reset seed (episodes use consecutive seeds)', '0')
     .option('--obs <kind>', 'pusht: state (default) or image (also store 96x96 frames)', 'state')
-    .option('--quality <q>', 'lift: ph (proficient, default) or mh (mixed: slower, noisy, hesitant, some regrasps)', 'ph')
-    .requiredOption('--out <path>', 'zarr directory to write (pusht), or .hdf5 file (lift)')
+    .option('--quality <q>', 'lift, square: ph (proficient, default) or mh (mixed: slower, noisy, hesitant, some regrasps)', 'ph')
+    .requiredOption('--out <path>', 'zarr directory to write (pusht), or .hdf5 file (lift, square)')
     .action(async (env: string, f: { episodes: string; seed: string; obs: string; quality: string; out: string }) => {
-      if (env === 'lift') {
+      if (isManipulationTask(env)) {
         if (f.quality !== 'ph' && f.quality !== 'mh') throw new UsageError(`--quality must be ph or mh, got "${f.quality}"`);
-        if (!/\.(hdf5|h5)$/i.test(f.out)) throw new UsageError(`--out for lift must be an .hdf5 file, got "${f.out}"`);
+        if (!/\.(hdf5|h5)$/i.test(f.out)) throw new UsageError(`--out for ${env} must be an .hdf5 file, got "${f.out}"`);
         const episodes = parseIntFlag('episodes', f.episodes);
         const t0 = performance.now();
         const { collectManipulation } = await import('../envs/mujoco/collect.js');
         const { writeRobomimic, robomimicFrames } = await import('../data/hdf5.js');
-        const res = await collectManipulation('lift', {
+        const res = await collectManipulation(env, {
           episodes,
           seed: parseIntFlag('seed', f.seed, 0),
           quality: f.quality,
@@ -37,7 +38,7 @@ export function registerEnvCommands(program: Command): void {
         console.log(JSON.stringify({ out: f.out, demos: res.dataset.demos.length, frames, attempted: res.attempted, successRate: Number((res.succeeded / res.attempted).toFixed(3)), meanLength: Number((frames / res.dataset.demos.length).toFixed(1)), seconds: Number(((performance.now() - t0) / 1000).toFixed(1)) }));
         return;
       }
-      if (env !== 'pusht') throw new UsageError(`unknown environment "${env}" (known: pusht, lift)`);
+      if (env !== 'pusht') throw new UsageError(`unknown environment "${env}" (known: pusht, ${MANIPULATION_TASKS.join(', ')})`);
       if (f.obs !== 'state' && f.obs !== 'image') throw new UsageError(`--obs must be state or image, got "${f.obs}"`);
       const episodes = parseIntFlag('episodes', f.episodes);
       const t0 = performance.now();

@@ -16,6 +16,7 @@ import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOpt
 import { encodeGif } from '../io/gif.js';
 import { rgbToRgba, writePngStrip } from '../io/png.js';
 import { writeFileAtomic } from '../io/safetensors.js';
+import { MANIPULATION_TASKS, isManipulationTask } from '../envs/mujoco/tasks.js';
 import { UsageError, parseIntFlag } from './errors.js';
 import { resolvePath } from './commands.js';
 
@@ -83,7 +84,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--policy <ckpt>', 'checkpoint, run directory or exported bundle')
     .option('--server <url>', 'evaluate the policy a server (onedp serve) offers, in real time: ws://host:port')
     .option('--token <t>', 'with --server: the server\'s token')
-    .option('--env <name>', 'environment: pusht, or lift (MuJoCo; tfjs, lockstep)', 'pusht')
+    .option('--env <name>', 'environment: pusht, or lift or square (MuJoCo, on tfjs; --realtime applies)', 'pusht')
     .option('--seeds <A:B>', 'test seeds, B exclusive', '100000:100050')
     .option('--sampler <name>', 'diffusion policies: ddpm, ddim-N or edm-N (default: the training schedule); consistency policies: cp-1 or cp-3')
     .option('--batch <n>', 'episodes stepped together', '25')
@@ -98,7 +99,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--runtime <name>', 'auto: onnxruntime for exported bundles and checkpoints (exported on the fly) when it loads, tfjs otherwise and with --workers; or tfjs, or onnx', 'auto')
     .option('--workers <n>', 'evaluate episodes on n worker threads (results do not depend on n; at most one per seed); latency is measured afterwards in the main thread', '1')
     .action(async (f: EvalFlags) => {
-      if (f.env !== 'pusht' && f.env !== 'lift') throw new UsageError(`--env must be pusht or lift, got "${f.env}"`);
+      if (f.env !== 'pusht' && !isManipulationTask(f.env)) throw new UsageError(`--env must be pusht, ${MANIPULATION_TASKS.join(' or ')}, got "${f.env}"`);
       let seeds: number[];
       try {
         seeds = parseSeedRange(f.seeds);
@@ -106,7 +107,7 @@ export function registerEvalCommand(program: Command): void {
         throw new UsageError(`--seeds: ${(e as Error).message}`);
       }
       const batch = parseIntFlag('batch', f.batch);
-      if (f.env === 'lift') return evalManipulation(f, seeds, batch, parseIntFlag('max-steps', f.maxSteps));
+      if (f.env !== 'pusht') return evalManipulation(f.env, f, seeds, batch, parseIntFlag('max-steps', f.maxSteps));
       const maxSteps = parseIntFlag('max-steps', f.maxSteps);
       // --server implies real time, so its latency settings apply without --realtime.
       const realtime = parseRealtimeFlags(f.server ? { ...f, realtime: true } : f);
@@ -215,15 +216,16 @@ export function registerEvalCommand(program: Command): void {
     });
 }
 
-/** `--env lift`: the MuJoCo task, lockstep, on tfjs; the observation spec comes from the checkpoint. */
-async function evalManipulation(f: EvalFlags, seeds: number[], batch: number, maxSteps: number): Promise<void> {
-  if (f.server || f.realtime || f.render !== undefined || f.perturb.trim() !== '0' || Number(f.workers) > 1 || f.runtime === 'onnx') {
-    throw new UsageError('--env lift evaluates a local checkpoint in lockstep on tfjs: --server, --realtime, --render, --perturb, --workers and --runtime onnx apply to pusht only');
+/** `--env lift|square`: the MuJoCo task, lockstep, on tfjs; the observation spec comes from the checkpoint. */
+async function evalManipulation(task: string, f: EvalFlags, seeds: number[], batch: number, maxSteps: number): Promise<void> {
+  if (f.server || f.render !== undefined || f.perturb.trim() !== '0' || Number(f.workers) > 1 || f.runtime === 'onnx') {
+    throw new UsageError(`--env ${task} evaluates a local checkpoint on tfjs: --server, --render, --perturb, --workers and --runtime onnx apply to pusht only`);
   }
+  const realtime = parseRealtimeFlags(f);
   if (!f.policy) throw new UsageError('give --policy <ckpt>');
   await initEngine();
   const { loadCheckpoint } = await import('../train/checkpoint.js');
-  const { evaluateLift, ROBOMIMIC_OBS_SPEC } = await import('../eval/manipulation.js');
+  const { evaluateManipulation, ROBOMIMIC_OBS_SPEC } = await import('../eval/manipulation.js');
   const ck = await loadCheckpoint(resolvePath(f.policy), { metaOnly: true });
   const spec = (ck.meta.provenance as { obsSpec?: string } | undefined)?.obsSpec ?? ROBOMIMIC_OBS_SPEC;
   const policy = await loadPolicy(resolvePath(f.policy));
@@ -234,8 +236,8 @@ async function evalManipulation(f: EvalFlags, seeds: number[], batch: number, ma
       throw new UsageError(`--sampler: ${(e as Error).message}`);
     }
   }
-  const res = await evaluateLift(policy, { seeds, batchSize: batch, maxSteps, obsSpec: spec, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
-  await writeOutputs(f, seeds, { ...res, latency: null, realtime: null }, [], { env: 'lift', policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec, maxSteps });
+  const res = await evaluateManipulation(task, policy, { seeds, batchSize: batch, maxSteps, obsSpec: spec, realtime, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
+  await writeOutputs(f, seeds, res, [], { env: task, policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec, maxSteps });
 }
 
 /** summary.json, episodes.json and rendered episodes under --out; the summary on stdout. */

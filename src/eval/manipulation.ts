@@ -5,10 +5,12 @@
  * concatenated per step as in training.
  */
 import { loadMujoco } from '../envs/mujoco/sim.js';
-import { LiftEnv } from '../envs/mujoco/lift.js';
+import type { ManipulationEnv } from '../envs/mujoco/gripper.js';
+import { manipulationTask } from '../envs/mujoco/tasks.js';
 import { parseObsSpec, ROBOMIMIC_LOWDIM_KEYS } from '../data/obs_spec.js';
 import type { Policy } from '../policy/types.js';
-import { evaluate, type EvalOptions, type EvalSummary, type StepObservation } from './harness.js';
+import { evaluate, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
+import { evaluateRealtime, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** robomimic's low-dimensional observation, as `defaultObsSpec` picks it for an HDF5 dataset. */
 export const ROBOMIMIC_OBS_SPEC = ROBOMIMIC_LOWDIM_KEYS.join(',');
@@ -35,20 +37,49 @@ export interface ManipulationEvalOptions {
   batchSize?: number;
   noiseSeed?: number;
   onEpisode?: EvalOptions['onEpisode'];
+  /** Batch-1 latency repetitions after the episodes (default 10; 0 to skip). */
+  latencyReps?: number;
+  /** Real time: the world steps at 20 Hz while the policy computes (see `evaluateRealtime`). */
+  realtime?: RealtimeOptions;
 }
 
-/** The Lift task's harness options; its environments are disposed when `dispose` is called. */
-async function liftRun(opts: ManipulationEvalOptions) {
+export interface ManipulationEvalResult extends EvalSummary {
+  latency: LatencyResult | null;
+  realtime: RealtimeSummary['realtime'] | null;
+}
+
+/**
+ * The action that holds the robot still, from a policy observation: no motion, and the gripper
+ * kept closing if its fingers are closed at all (on an object, they stop part way; commanding
+ * their current opening would let go of it), open otherwise. The fingers are read from
+ * `robot0_gripper_qpos` when the spec ends with it, as robomimic's default does; without them the
+ * gripper opens.
+ */
+export function manipulationHold(spec: string = ROBOMIMIC_OBS_SPEC): (o: StepObservation) => number[] {
+  const parts = parseObsSpec(spec);
+  const last = parts[parts.length - 1];
+  const readsGripper = last.key === 'robot0_gripper_qpos' && last.from === 0 && last.to === null;
+  return (o: StepObservation) => {
+    const v = lowdimOf(o);
+    // 5 mm of the fingers' 35 mm travel: more than the open gripper's rest, less than any grasp.
+    const closed = readsGripper && (v[v.length - 1] + v[v.length - 2]) / 2 > 0.005;
+    return [0, 0, 0, 0, 0, 0, closed ? 1 : -1];
+  };
+}
+
+/** A task's harness options; its environments are disposed when `dispose` is called. */
+async function taskRun(task: string, opts: ManipulationEvalOptions) {
+  const def = manipulationTask(task);
   const mj = await loadMujoco();
   // One environment per batch slot, reused: the harness asks for a batch's environments together
   // and is done with them before the next batch, and `reset` makes each one fresh.
   const slots = Math.max(1, Math.min(opts.batchSize ?? 25, opts.seeds.length));
-  const envs: LiftEnv[] = [];
+  const envs: ManipulationEnv[] = [];
   let made = 0;
   const common = {
     makeEnv: () => {
       const i = made++ % slots;
-      envs[i] ??= LiftEnv.createWith(mj);
+      envs[i] ??= def.create(mj);
       return envs[i];
     },
     observe: manipulationObserver(opts.obsSpec),
@@ -64,10 +95,18 @@ async function liftRun(opts: ManipulationEvalOptions) {
   return { common, dispose: () => envs.forEach((e) => e.dispose()) };
 }
 
-export async function evaluateLift(policy: Policy, opts: ManipulationEvalOptions): Promise<EvalSummary> {
-  const { common, dispose } = await liftRun(opts);
+/** Evaluates a policy on a MuJoCo task (`lift`, `square`) over seeded initial states, then its batch-1 latency on the first starts' observations. */
+export async function evaluateManipulation(task: string, policy: Policy, opts: ManipulationEvalOptions): Promise<ManipulationEvalResult> {
+  const { common, dispose } = await taskRun(task, opts);
   try {
-    return evaluate({ ...common, policy });
+    const realtime = opts.realtime ? { holdAction: manipulationHold(opts.obsSpec), ...opts.realtime } : null;
+    const summary: EvalSummary | RealtimeSummary = realtime ? evaluateRealtime({ ...common, policy, realtime }) : evaluate({ ...common, policy });
+    const rt = realtime ? (summary as RealtimeSummary).realtime : null;
+    const reps = opts.latencyReps ?? 10;
+    if (reps <= 0) return { ...summary, latency: null, realtime: rt };
+    const env = common.makeEnv();
+    const histories = opts.seeds.slice(0, 5).map((s) => Array.from({ length: policy.nObsSteps }, () => common.observe(env.reset(s))));
+    return { ...summary, latency: measureLatency(policy, histories, reps), realtime: rt };
   } finally {
     dispose();
   }

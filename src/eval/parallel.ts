@@ -38,7 +38,7 @@ export async function loadPolicySource(src: PolicySource): Promise<Policy> {
 }
 
 /** Real-time settings that can cross threads (the agent position is PushT's, as `evaluatePushT` picks it). */
-export type PortableRealtimeOptions = Omit<RealtimeOptions, 'agentPosition'>;
+export type PortableRealtimeOptions = Omit<RealtimeOptions, 'holdAction'>;
 
 /** The evaluation settings of one shard, as sent to a worker. */
 export interface ShardOptions {

@@ -162,7 +162,7 @@ function pushtRun(policy: Pick<Policy, 'cameras'>, opts: PushTEvalOptions) {
     onEpisode: opts.onEpisode,
     onStep: opts.onStep,
   };
-  const realtime = opts.realtime ? { agentPosition, ...opts.realtime } : null;
+  const realtime = opts.realtime ? { holdAction: agentPosition, ...opts.realtime } : null;
   return { common, realtime };
 }
 

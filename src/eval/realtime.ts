@@ -69,10 +69,11 @@ export interface RealtimeOptions {
   /** Default `skip`. */
   align?: ChunkAlignment;
   /**
-   * Where the agent is, from one policy observation (for `hold`). Default: the last two values,
-   * the agent position at the end of PushT's 20-D keypoint observation.
+   * The action that keeps the robot where it is, from one policy observation (for `hold`, and
+   * before the first chunk arrives). Default: the last two values, the agent position at the end
+   * of PushT's 20-D keypoint observation, as PushT's actions are target positions.
    */
-  agentPosition?: (obs: StepObservation) => [number, number];
+  holdAction?: (obs: StepObservation) => number[];
   /** Untimed calls before a measured run, so one-off compilation is not charged to an episode (default 1). */
   warmupCalls?: number;
 }
@@ -148,7 +149,7 @@ interface EpisodeState<E> extends EpisodeTally {
   pending: Pending | null;
   /** Time of the next policy call, or -1 while one is in flight. */
   nextCall: number;
-  hold: [number, number];
+  hold: number[];
   latencies: number[];
   delays: number[];
   fillSteps: number;
@@ -181,7 +182,7 @@ function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'po
   const fill = rt.fill ?? 'previous';
   const align = rt.align ?? 'skip';
   const period = opts.controlPeriodMs ?? CONTROL_PERIOD_MS;
-  const agentPosition = rt.agentPosition ?? lastTwo;
+  const holdAction = rt.holdAction ?? lastTwo;
   if (rt.latency.kind === 'nfe' && !(rt.latency.perNfeMs >= 0 && (rt.latency.obsMs ?? 0) >= 0)) {
     throw new Error(`real-time latency costs must be >= 0, got ${JSON.stringify(rt.latency)}`);
   }
@@ -201,7 +202,7 @@ function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'po
         seed, index: start + i, env, rng: episodeRng(opts.noiseSeed, seed),
         hist: Array.from({ length: to }, () => first),
         done: false, score: 0, success: false, stepsToSuccess: null, steps: 0, coverage: 0, predictions: 0, perturbations: undefined,
-        plan: null, pending: null, nextCall: 0, hold: agentPosition(first), latencies: [], delays: [], fillSteps: 0,
+        plan: null, pending: null, nextCall: 0, hold: holdAction(first), latencies: [], delays: [], fillSteps: 0,
       };
     });
     if (!warmed) {
@@ -224,7 +225,7 @@ function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'po
           s.delays.push(d);
           // The executed window, then the rest of the predicted chunk, all stamped from t on.
           s.pending = { actions: [...out.actions[b], ...out.chunk[b].slice(to - 1 + window)], obsTime: t, arrival: t + d, window };
-          s.hold = agentPosition(s.hist[to - 1]);
+          s.hold = holdAction(s.hist[to - 1]);
           s.nextCall = -1;
         });
       }

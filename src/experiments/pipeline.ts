@@ -14,9 +14,6 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { collectPushT } from '../envs/collect.js';
-import { writeReplayBuffer, readReplayBuffer } from '../data/zarr.js';
-import { IMAGE_OBS_SPEC, policyBuffer, specKeys } from '../data/obs_spec.js';
 import { defaultVisionConfig } from '../policy/obs_encoder.js';
 import type { ReplayBuffer } from '../data/replay.js';
 import { defaultPolicyConfig, type DiffusionPolicy } from '../policy/diffusion_policy.js';
@@ -28,7 +25,8 @@ import { distillConsistency } from '../distill/consistency.js';
 import { DDIMScheduler, DDPMScheduler, EDMScheduler } from '../diffusion/index.js';
 import type { NoiseScheduler } from '../diffusion/types.js';
 import { meanStd, summarize, type EpisodeResult } from '../eval/harness.js';
-import { evaluatePushT, pushtLatency } from '../eval/pusht.js';
+import { evaluatePushT } from '../eval/pusht.js';
+import { experimentTask } from './task.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import type { Policy } from '../policy/types.js';
 import { describeEngine } from '../engine/index.js';
@@ -69,9 +67,9 @@ export function rowSpecs(o: Pick<ExperimentOptions, 'teachers' | 'rows'>, teache
   return ROW_SPECS.filter((r) => o.teachers.includes(r.teacher) && o.rows.includes(r.slug) && (teacher === undefined || r.teacher === teacher));
 }
 
-export const obsSpecOf = (o: Pick<ExperimentOptions, 'experiment'>): string => (o.experiment === 'pusht-image' ? IMAGE_OBS_SPEC : 'keypoint,state[0:2]');
+export const obsSpecOf = (o: Pick<ExperimentOptions, 'experiment'>): string => experimentTask(o.experiment).obsSpec;
 export const seedDir = (o: ExperimentOptions, seed: number, teacher: NoiseKind): string => path.join(o.out, `seed-${seed}`, teacher);
-export const dataPath = (o: ExperimentOptions): string => path.join(o.out, 'pusht.zarr');
+export const dataPath = (o: ExperimentOptions): string => path.join(o.out, experimentTask(o.experiment).dataFile);
 const curveSeedOf = (o: ExperimentOptions): number => o.curveSeed ?? o.trainSeeds[0];
 
 async function exists(p: string): Promise<boolean> {
@@ -108,8 +106,7 @@ async function checkpointStep(dir: string): Promise<number> {
 }
 
 export async function loadBuffer(o: ExperimentOptions): Promise<ReplayBuffer> {
-  const spec = obsSpecOf(o);
-  return policyBuffer(await readReplayBuffer(dataPath(o), { keys: specKeys(spec) }), spec, dataPath(o));
+  return experimentTask(o.experiment).loadBuffer(dataPath(o));
 }
 
 export async function loadRowPolicy(dir: string, spec: RowSpec): Promise<Policy> {
@@ -147,12 +144,12 @@ export interface Curve {
 
 /** Collects the demonstrations once. */
 export async function ensureDemonstrations(o: ExperimentOptions): Promise<void> {
-  if (await exists(path.join(dataPath(o), '.zgroup'))) return;
+  const task = experimentTask(o.experiment);
+  if (await task.hasData(dataPath(o))) return;
   log(`collecting ${o.episodes} expert demonstrations`);
   const t0 = performance.now();
-  const res = collectPushT({ episodes: o.episodes, seed: 0, images: o.experiment === 'pusht-image' });
-  await writeReplayBuffer(dataPath(o), res.buffer);
   await fs.mkdir(o.out, { recursive: true });
+  await task.collect(o.episodes, dataPath(o));
   await recordAttempt(o.out, 'demonstrations', (performance.now() - t0) / 1000);
 }
 
@@ -168,10 +165,11 @@ function curveRecorder(o: ExperimentOptions, seed: number, label: string, kind: 
   const started = performance.now();
   let evalMs = 0;
   const seeds = o.testSeeds.slice(0, o.curveSeeds);
-  const measure = (step: number, policy: Policy) => {
+  const task = experimentTask(o.experiment);
+  const measure = async (step: number, policy: Policy) => {
     if (points.some((p) => p.step === step)) return;
     const t0 = performance.now();
-    const r = evaluatePushT(policy, { seeds, batchSize: 50, latencyReps: 0 });
+    const r = await task.evaluate(policy, seeds);
     points.push({ step, score: r.meanScore, success: r.successRate, seconds: offset + (t0 - started - evalMs) / 1000 });
     evalMs += performance.now() - t0;
     log(`curve ${label} step ${step}: score ${r.meanScore.toFixed(3)}`);
@@ -192,8 +190,9 @@ async function pretrainStage(o: ExperimentOptions, seed: number, teacher: NoiseK
   const have = await checkpointStep(dpDir);
   if (have >= o.trainSteps) return false;
   log(have > 0 ? `seed ${seed} ${teacher}: pre-training resumes at step ${have} of ${o.trainSteps}` : `seed ${seed} ${teacher}: pre-training ${o.trainSteps} steps`);
-  const image = o.experiment === 'pusht-image';
-  const policyConfig = defaultPolicyConfig(image ? 2 : 20, 2, {
+  const image = experimentTask(o.experiment).image;
+  // Image policies see the agent's position beside the camera; others the whole low-dimensional observation.
+  const policyConfig = defaultPolicyConfig(image ? 2 : buffer.frameSize('obs'), buffer.frameSize('action'), {
     unet: { diffusionStepEmbedDim: o.stepEmbed, downDims: o.downDims, kernelSize: 5, nGroups: 8, condPredictScale: true },
     noise: noiseKind(teacher),
     ...(image ? { vision: defaultVisionConfig({ widths: o.encoderWidths }) } : {}),
@@ -213,7 +212,7 @@ async function pretrainStage(o: ExperimentOptions, seed: number, teacher: NoiseK
       ? {
           onCheckpoint: async ({ step, dir: ck }: { step: number; dir: string }) => {
             const dp = await loadDiffusionPolicy(ck);
-            curve.measure(step, dp);
+            await curve.measure(step, dp);
             dp.dispose();
             // Saved at once: after a kill, resumed training does not pass these steps again.
             await curve.save(curveFile);
@@ -256,9 +255,10 @@ async function distillStage(o: ExperimentOptions, seed: number, teacherKind: Noi
   const teacherStep = await checkpointStep(path.join(dir, 'dp'));
   const onedpConfig = name === 'cp' ? null : resolveDistillConfig({ method: name, steps, batchSize: o.distillBatchSize, seed, lrGenerator: o.lrGenerator, lrScore: o.lrScore });
   // OneDP-D has no score network, so its score rate does not matter.
+  // The step count too: a student distilled for more steps than the recipe now asks is redone.
   const settings = onedpConfig
-    ? { lrGenerator: onedpConfig.lrGenerator, batchSize: onedpConfig.batchSize, ...(name === 'onedp-s' ? { lrScore: onedpConfig.lrScore } : {}) }
-    : { lr: o.cpLr, dropout: o.cpDropout, batchSize: o.batchSize };
+    ? { steps, lrGenerator: onedpConfig.lrGenerator, batchSize: onedpConfig.batchSize, ...(name === 'onedp-s' ? { lrScore: onedpConfig.lrScore } : {}) }
+    : { steps, lr: o.cpLr, dropout: o.cpDropout, batchSize: o.batchSize };
   // Done unless unfinished, distilled from another state of the teacher, or with other settings.
   const student = path.join(dir, name);
   if ((await checkpointStep(student)) >= steps && (await studentTeacherStep(student)) === teacherStep && (await sameSettings(student, settings))) return false;
@@ -298,7 +298,7 @@ export async function runSeed(o: ExperimentOptions, seed: number, teacher: Noise
     const file = path.join(dir, 'eval', `${spec.slug}.json`);
     if (await exists(file)) continue;
     const policy = await loadRowPolicy(dir, spec);
-    const res = evaluatePushT(policy, { seeds: o.testSeeds, batchSize: 50, latencyReps: 0 });
+    const res = await experimentTask(o.experiment).evaluate(policy, o.testSeeds);
     policy.dispose();
     log(`seed ${seed} ${spec.label}: score ${res.meanScore.toFixed(3)}, success ${res.successRate.toFixed(2)} (${res.wallSeconds.toFixed(0)} s)`);
     const stored: StoredEval = { meanScore: res.meanScore, stdScore: res.stdScore, successRate: res.successRate, meanStepsToSuccess: res.meanStepsToSuccess, wallSeconds: res.wallSeconds, episodes: res.episodes };
@@ -417,7 +417,7 @@ async function aggregate(o: ExperimentOptions): Promise<{ rows: AggregateRow[]; 
     }
     const all = summarize(evals.flatMap((e) => e.episodes), 0);
     const policy = await loadRowPolicy(seedDir(o, curveSeedOf(o), spec.teacher), spec);
-    const lat = pushtLatency(policy, o.testSeeds, o.latencyReps);
+    const lat = await experimentTask(o.experiment).latency(policy, o.testSeeds, o.latencyReps);
     policy.dispose();
     const perSeed = evals.map((e) => e.meanScore);
     const [score, scoreSeedStd] = meanStd(perSeed);

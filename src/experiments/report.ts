@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { barChartSvg, lineChartSvg } from '../eval/plots.js';
 import { meanStd } from '../eval/harness.js';
+import { experimentTask } from './task.js';
 import { resolveDistillConfig } from '../distill/distill.js';
 import type { AggregateRow, Curve, ExperimentResult, RealtimeCell, Timing } from './pipeline.js';
 
@@ -83,17 +84,18 @@ async function plots(r: ExperimentResult): Promise<string[]> {
     await fs.writeFile(path.join(dir, file), svg);
     out.push(`![${title}](plots/${file})`);
   };
+  const scoreName = experimentTask(r.options.experiment).scoreName;
   const distill = r.curves.filter((c) => c.kind === 'distill' && c.points.length);
   if (distill.length) {
-    await write('learning-curves.svg', 'score against distillation steps', await lineChartSvg({ title: 'One-step students: score against distillation steps', xLabel: 'distillation steps', yLabel: `mean coverage (${distill[0].seeds} test seeds)`, yDomain: [0, 1], series: distill.map((c) => ({ name: c.label, points: c.points.map((p) => ({ x: p.step, y: p.score })) })) }));
+    await write('learning-curves.svg', 'score against distillation steps', await lineChartSvg({ title: 'One-step students: score against distillation steps', xLabel: 'distillation steps', yLabel: `${scoreName} (${distill[0].seeds} test seeds)`, yDomain: [0, 1], series: distill.map((c) => ({ name: c.label, points: c.points.map((p) => ({ x: p.step, y: p.score })) })) }));
   }
   const pre = r.curves.filter((c) => c.kind === 'pretrain' && c.points.length);
   if (pre.length) {
-    await write('pretraining.svg', 'score against pre-training steps', await lineChartSvg({ title: 'Teachers: score against pre-training steps', xLabel: 'pre-training steps', yLabel: `mean coverage (${pre[0].seeds} test seeds)`, yDomain: [0, 1], series: pre.map((c) => ({ name: c.label, points: c.points.map((p) => ({ x: p.step, y: p.score })) })) }));
+    await write('pretraining.svg', 'score against pre-training steps', await lineChartSvg({ title: 'Teachers: score against pre-training steps', xLabel: 'pre-training steps', yLabel: `${scoreName} (${pre[0].seeds} test seeds)`, yDomain: [0, 1], series: pre.map((c) => ({ name: c.label, points: c.points.map((p) => ({ x: p.step, y: p.score })) })) }));
   }
   if (r.rows.length) {
     await write('latency.svg', 'batch-1 action latency', await barChartSvg({ title: 'Batch-1 action prediction time (log scale)', yLabel: 'ms per action chunk', logY: true, bars: r.rows.map((row) => ({ label: row.method, value: Math.max(row.actionMs, 1e-3), group: row.teacher.toUpperCase() })) }));
-    await write('scores.svg', 'scores', await barChartSvg({ title: 'Mean coverage on the test seeds', yLabel: 'score', bars: r.rows.map((row) => ({ label: row.method, value: row.score, group: row.teacher.toUpperCase() })) }));
+    await write('scores.svg', 'scores', await barChartSvg({ title: `${scoreName[0].toUpperCase()}${scoreName.slice(1)} on the test seeds`, yLabel: 'score', bars: r.rows.map((row) => ({ label: row.method, value: row.score, group: row.teacher.toUpperCase() })) }));
   }
   return out;
 }
@@ -107,21 +109,25 @@ function distillRates(o: ExperimentResult['options']): string {
 
 export async function renderExperimentReport(r: ExperimentResult): Promise<string> {
   const o = r.options;
-  const image = o.experiment === 'pusht-image';
+  const task = experimentTask(o.experiment);
+  const image = task.image;
+  const pusht = o.experiment.startsWith('pusht');
   const rows = r.rows;
   const lines = [
-    `# onedp ${o.title}: PushT (${image ? 'image' : 'keypoints'})`,
+    `# onedp ${o.title}: ${task.title}`,
     '',
     `${r.info.episodes} scripted-expert demonstrations (${r.info.frames} frames); ` +
       (image
         ? `observation: 96x96 camera frames (random 84x84 crops in training, centre crops in evaluation) + agent position; ResNet-18 encoder of widths ${o.encoderWidths.join('/')} (GroupNorm, spatial softmax, ${(r.info.encoderParams / 1e6).toFixed(2)}M parameters); `
-        : 'observation: 9 block keypoints + agent position; ') +
+        : pusht
+          ? 'observation: 9 block keypoints + agent position; '
+          : `observation: robomimic's low-dimensional keys (${task.obsSpec}); `) +
       `ConditionalUnet1D ${o.downDims.join('/')} (step embedding ${o.stepEmbed}, ${(r.info.params / 1e6).toFixed(2)}M parameters), ` +
       `${o.trainSteps} steps at batch ${o.batchSize}, lr ${o.lr}; OneDP distillation ${o.distillSteps} steps at batch ${o.distillBatchSize} per method (${distillRates(o)})` +
       (rows.some((x) => x.slug.startsWith('cp')) ? `, CP ${o.cpSteps} steps at batch ${o.batchSize}` : '') +
       `; training seeds ${o.trainSeeds.join(', ')}; ${o.testSeeds.length} test seeds (${o.testSeeds[0]}..${o.testSeeds[o.testSeeds.length - 1]}), the same for every row. Engine: ${r.info.engine}.`,
     '',
-    'Score: mean over training seeds of the mean max-coverage over test episodes (+- std across training seeds; episode std in brackets). ' +
+    `Score: mean over training seeds of the ${pusht ? 'mean max-coverage over test episodes' : 'success rate over test episodes (1 for a success, 0 otherwise)'} (+- std across training seeds; episode std in brackets). ` +
       "Latency: median of batch-1 calls of the curve seed's policy, measured after training with nothing else running.",
     '',
     '| method | teacher | NFE | score | per seed | success | steps to success | obs ms | action ms | Hz |',

@@ -104,9 +104,15 @@ function generatorGraph(pc: DiffusionPolicyConfig, gen: OneDpGeneratorConfig, w:
     const f = emitUnet(g, w, unetConfig(pc), g.op('Mul', [x, g.float('c_in', [pre.cIn], [1])]), batchFill(g, cond, pre.cNoise), cond);
     a = g.op('Add', [g.op('Mul', [x, g.float('c_skip', [pre.cSkip], [1])]), g.op('Mul', [f, g.float('c_out', [pre.cOut], [1])])]);
   }
-  // Back to (batch, horizon, actionDim), unnormalised: raw = (a - offset) / scale.
+  // Back to (batch, horizon, actionDim), unnormalised: raw = (a - offset) / scale, and the
+  // dimensions constant in the training data set to their constant, as LinearNormalizer does.
   const chunk = g.op('Transpose', [a], { perm: TO_NCL });
-  const raw = g.op('Div', [g.op('Sub', [chunk, g.float('act_offset', actionNorm.offset, [pc.actionDim])]), g.float('act_scale', actionNorm.scale, [pc.actionDim])]);
+  let raw = g.op('Div', [g.op('Sub', [chunk, g.float('act_offset', actionNorm.offset, [pc.actionDim])]), g.float('act_scale', actionNorm.scale, [pc.actionDim])]);
+  const fixed = new LinearNormalizer({ action: actionNorm }).constants('action');
+  if (fixed.some((v) => v !== null)) {
+    const keep = fixed.map((v) => (v === null ? 1 : 0));
+    raw = g.op('Add', [g.op('Mul', [raw, g.float('act_keep', keep, [pc.actionDim])]), g.float('act_fixed', fixed.map((v) => v ?? 0), [pc.actionDim])]);
+  }
   g.output(raw, 'action', 'float32', ['batch', pc.horizon, pc.actionDim]);
   return g;
 }

@@ -2,7 +2,13 @@
  * Per-dimension linear normalisation to [-1, 1] from the training set's min and max ("limits"
  * mode of Diffusion Policy): scale = 2/(max-min), offset = -1 - scale*min; dimensions whose
  * range is below 1e-4 keep scale 1.
+ *
+ * Unnormalising, a dimension that was constant in the fitted data returns that constant. Diffusion
+ * Policy's scale-1 mapping would pass a model's error there straight through: a scripted
+ * demonstrator that never tilts the gripper gives constant rotation actions at -1, a bound, and a
+ * one-step generator's small misses of that bound became tilts that add up over an episode.
  */
+const RANGE_EPS = 1e-4;
 export interface NormalizerParams {
   scale: number[];
   offset: number[];
@@ -14,7 +20,7 @@ export interface NormalizerParams {
 export class LinearNormalizer {
   constructor(readonly params: Record<string, NormalizerParams>) {}
 
-  static fit(data: Record<string, { values: Float32Array; dim: number }>, rangeEps = 1e-4): LinearNormalizer {
+  static fit(data: Record<string, { values: Float32Array; dim: number }>, rangeEps = RANGE_EPS): LinearNormalizer {
     const params: Record<string, NormalizerParams> = {};
     for (const [key, { values, dim }] of Object.entries(data)) {
       if (values.length === 0 || values.length % dim !== 0) throw new Error(`normalizer: "${key}" has ${values.length} values, not a multiple of ${dim}`);
@@ -58,9 +64,20 @@ export class LinearNormalizer {
     const { scale, offset } = this.get(key);
     const d = scale.length;
     if (y.length % d !== 0) throw new Error(`normalizer: "${key}" expects a multiple of ${d} values, got ${y.length}`);
+    const fixed = this.constants(key);
     const out = new Float32Array(y.length);
-    for (let i = 0; i < y.length; i++) out[i] = (y[i] - offset[i % d]) / scale[i % d];
+    for (let i = 0; i < y.length; i++) out[i] = fixed[i % d] ?? (y[i] - offset[i % d]) / scale[i % d];
     return out;
+  }
+
+  /**
+   * Per dimension, the value of a dimension that was constant in the fitted data, else null.
+   * Known only when the statistics were kept (all null otherwise).
+   */
+  constants(key: string): (number | null)[] {
+    const { scale, min, max } = this.get(key);
+    const d = scale.length;
+    return min.length === d && max.length === d ? min.map((lo, j) => (max[j] - lo < RANGE_EPS ? lo : null)) : new Array<null>(d).fill(null);
   }
 
   toJSON(): Record<string, NormalizerParams> {

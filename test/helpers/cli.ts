@@ -1,9 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MAIN = path.join(ROOT, 'src', 'cli', 'main.ts');
+/** tsx's loader by absolute URL, so a command can run from any working directory. */
+const TSX = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const BIN = path.join(ROOT, 'bin', 'onedp.js');
 
 export interface CliResult {
@@ -14,7 +16,7 @@ export interface CliResult {
 
 /** Runs `onedp ...args` in a child process, as a user would. */
 export function onedp(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): CliResult {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  const r = spawnSync(process.execPath, ['--import', TSX, MAIN, ...args], {
     cwd: opts.cwd ?? ROOT,
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 120_000,

@@ -5,8 +5,8 @@
  * describing the task; `mask/train` and `mask/valid` splitting the demos 90/10.
  */
 import type { FrameArray, RobomimicDataset, RobomimicDemo } from '../../data/hdf5.js';
-import { LiftEnv, type LiftObs } from './lift.js';
-import { LiftExpert, type DemoQuality } from './lift_expert.js';
+import type { ManipulationObs } from './gripper.js';
+import { createManipulationEnv, manipulationTask, type DemoQuality } from './tasks.js';
 
 export interface ManipulationCollectOptions {
   episodes: number;
@@ -23,9 +23,6 @@ export interface ManipulationCollectResult {
   succeeded: number;
 }
 
-export const MANIPULATION_TASKS = ['lift'] as const;
-export type ManipulationTask = (typeof MANIPULATION_TASKS)[number];
-
 function stack(rows: Float64Array[]): FrameArray {
   const dim = rows[0].length;
   const values = new Float64Array(rows.length * dim);
@@ -33,14 +30,14 @@ function stack(rows: Float64Array[]): FrameArray {
   return { values, frameShape: [dim] };
 }
 
-function stackObs(rows: LiftObs[]): Record<string, FrameArray> {
-  return Object.fromEntries(Object.keys(rows[0]).map((k) => [k, stack(rows.map((o) => o[k as keyof LiftObs]))]));
+function stackObs(rows: ManipulationObs[]): Record<string, FrameArray> {
+  return Object.fromEntries(Object.keys(rows[0]).map((k) => [k, stack(rows.map((o) => o[k as keyof ManipulationObs]))]));
 }
 
-export async function collectManipulation(task: ManipulationTask, opts: ManipulationCollectOptions): Promise<ManipulationCollectResult> {
-  if (task !== 'lift') throw new Error(`unknown manipulation task "${task}" (known: ${MANIPULATION_TASKS.join(', ')})`);
-  const env = await LiftEnv.create();
-  const expert = new LiftExpert(opts.quality);
+export async function collectManipulation(task: string, opts: ManipulationCollectOptions): Promise<ManipulationCollectResult> {
+  const def = manipulationTask(task);
+  const env = await createManipulationEnv(task);
+  const expert = def.expert(opts.quality);
   const demos: RobomimicDemo[] = [];
   let attempted = 0;
   let succeeded = 0;
@@ -50,8 +47,8 @@ export async function collectManipulation(task: ManipulationTask, opts: Manipula
       if (attempted > opts.episodes * 4 + 10) throw new Error(`collect: the ${opts.quality} expert failed too often (${succeeded} successes in ${attempted} attempts)`);
       expert.reset(seed);
       let o = env.reset(seed);
-      const obs: LiftObs[] = [];
-      const next: LiftObs[] = [];
+      const obs: ManipulationObs[] = [];
+      const next: ManipulationObs[] = [];
       const actions: Float64Array[] = [];
       const states: Float64Array[] = [];
       const rewards: number[] = [];
@@ -84,7 +81,7 @@ export async function collectManipulation(task: ManipulationTask, opts: Manipula
   const names = demos.map((d) => d.name);
   return {
     dataset: {
-      envArgs: { env_name: 'Lift', type: 'onedp-mujoco', env_kwargs: { control_freq: 20, horizon: env.horizon, controller: 'mocap delta pose (5 cm, 0.5 rad)', quality: opts.quality, seed: opts.seed } },
+      envArgs: { env_name: def.envName, type: 'onedp-mujoco', env_kwargs: { control_freq: 20, horizon: env.horizon, controller: 'mocap delta pose (5 cm, 0.5 rad)', quality: opts.quality, seed: opts.seed } },
       demos,
       masks: { train: names.slice(0, names.length - nValid), valid: names.slice(names.length - nValid) },
     },

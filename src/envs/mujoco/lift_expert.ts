@@ -7,10 +7,10 @@
  *   and in some episodes a first grasp closed too high, which lifts nothing and is retried.
  * Both act on the observation alone (robomimic's keys), so they are policies like any other.
  */
-import { Rng } from '../../util/rng.js';
 import type { LiftObs } from './lift.js';
+import { ScriptedOperator, type DemoQuality } from './operator.js';
 
-export type DemoQuality = 'ph' | 'mh';
+export type { DemoQuality } from './operator.js';
 
 type Phase = 'above' | 'down' | 'close' | 'lift' | 'release';
 
@@ -22,29 +22,19 @@ export function yawOf(q: ArrayLike<number>, off = 0): number {
 
 /** Folds an angle to (-pi/4, pi/4]: the cube looks the same every quarter turn. */
 export const foldQuarterTurn = (a: number) => a - (Math.PI / 2) * Math.round(a / (Math.PI / 2));
-const clip1 = (v: number) => Math.max(-1, Math.min(1, v));
-
-export class LiftExpert {
-  private rng = new Rng(0);
-  private phase: Phase = 'above';
-  private timer = 0;
-  private pause = 0;
+export class LiftExpert extends ScriptedOperator<Phase> {
   private graspDz = 0;
   private approachDz = 0.08;
-  private gain = 1;
-  private noise = 0;
   private badFirstGrasp = false;
   /** Where the grasp closed: held while closing, and lifted from. */
   private hold: number[] = [0, 0, 0];
 
-  constructor(readonly quality: DemoQuality = 'ph') {}
+  constructor(quality: DemoQuality = 'ph') {
+    super(quality, 'above');
+  }
 
   reset(seed: number): void {
-    // Its own stream, apart from the environment's use of the same seed.
-    this.rng = new Rng((seed ^ 0x5eed) >>> 0);
-    this.phase = 'above';
-    this.timer = 0;
-    this.pause = 0;
+    this.start(seed);
     this.graspDz = 0.01 * this.rng.uniform() - 0.005;
     this.approachDz = 0.06 + 0.04 * this.rng.uniform();
     if (this.quality === 'ph') {
@@ -105,18 +95,6 @@ export class LiftExpert {
         break;
       }
     }
-    if (this.quality === 'mh' && this.pause === 0 && this.rng.uniform() < 0.04) this.pause = 3 + Math.floor(6 * this.rng.uniform());
-    if (this.pause > 0) {
-      this.pause--;
-      return [0, 0, 0, 0, 0, 0, grip];
-    }
-    const d = toward(target);
-    const a = [0, 1, 2].map((i) => clip1((this.gain * d[i]) / 0.05 + this.noise * this.rng.normal()));
-    return [...a, 0, 0, clip1(yawErr / 0.5 + 0.3 * this.noise * this.rng.normal()), grip];
-  }
-
-  private next(p: Phase): void {
-    this.phase = p;
-    this.timer = 0;
+    return this.steer(toward(target), yawErr, grip);
   }
 }

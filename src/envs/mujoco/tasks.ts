@@ -1,0 +1,51 @@
+/**
+ * The MuJoCo manipulation tasks by name (issue 18): how to build each, its robomimic name and its
+ * scripted experts. Collection, evaluation and the CLI take a task from here, so a new task is
+ * one entry.
+ */
+import type { MainModule } from 'mujoco-js';
+import { loadMujoco } from './sim.js';
+import type { ManipulationEnv, ManipulationObs } from './gripper.js';
+import { LiftEnv } from './lift.js';
+import { LiftExpert } from './lift_expert.js';
+import type { DemoQuality } from './operator.js';
+import { SquareEnv } from './square.js';
+import { SquareExpert } from './square_expert.js';
+
+export type { DemoQuality } from './operator.js';
+
+export interface ManipulationExpert {
+  reset(seed: number): void;
+  act(o: ManipulationObs): number[];
+}
+
+export interface ManipulationTaskDef {
+  /** robomimic's `env_name`, written to a dataset's `env_args`. */
+  envName: string;
+  create(mj: MainModule): ManipulationEnv;
+  expert(quality: DemoQuality): ManipulationExpert;
+}
+
+export const MANIPULATION_TASK_DEFS = {
+  lift: { envName: 'Lift', create: (mj) => LiftEnv.createWith(mj), expert: (q) => new LiftExpert(q) },
+  square: { envName: 'NutAssemblySquare', create: (mj) => SquareEnv.createWith(mj), expert: (q) => new SquareExpert(q) },
+} as const satisfies Record<string, ManipulationTaskDef>;
+
+export type ManipulationTask = keyof typeof MANIPULATION_TASK_DEFS;
+export const MANIPULATION_TASKS = Object.keys(MANIPULATION_TASK_DEFS) as ManipulationTask[];
+
+export function isManipulationTask(name: string): name is ManipulationTask {
+  return Object.hasOwn(MANIPULATION_TASK_DEFS, name);
+}
+
+/** A task's definition; an unknown name is an error listing the known ones. */
+export function manipulationTask(name: string): ManipulationTaskDef {
+  if (!isManipulationTask(name)) throw new Error(`unknown manipulation task "${name}" (known: ${MANIPULATION_TASKS.join(', ')})`);
+  return MANIPULATION_TASK_DEFS[name];
+}
+
+/** A fresh environment of a task, loading MuJoCo when needed. */
+export async function createManipulationEnv(name: string): Promise<ManipulationEnv> {
+  const def = manipulationTask(name);
+  return def.create(await loadMujoco());
+}
