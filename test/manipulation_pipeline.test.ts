@@ -30,8 +30,17 @@ describe('onedp reproduce manipulation', () => {
     const own = await fs.readFile(path.join(out, 'lift-ph', 'report.md'), 'utf8');
     expect(own).toContain('# onedp reproduce lift-ph: Lift (ph)');
     expect(own).toContain('success rate over test episodes');
-    // The report stage reuses everything and adds a PushT column from a results.json.
-    const again = onedp(['reproduce', 'manipulation', '--out', out, ...tiny, '--stage', 'report', '--pusht', path.join(out, 'lift-ph', 'results.json')], { cwd: dir, timeoutMs: 300_000 });
+    // A results.json of another task is not PushT's.
+    const liftResults = path.join(out, 'lift-ph', 'results.json');
+    const wrong = onedp(['reproduce', 'manipulation', '--out', out, ...tiny, '--stage', 'report', '--pusht', liftResults], { cwd: dir });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain(`${liftResults}: holds the results of lift-ph, not of a PushT experiment`);
+    // Run again: every finished stage is reused, and a PushT experiment's results (here in the
+    // shape the pipeline writes, from this run's rows) become a column.
+    const results = JSON.parse(await fs.readFile(liftResults, 'utf8'));
+    const pushtFile = path.join(dir, 'pusht-results.json');
+    await fs.writeFile(pushtFile, JSON.stringify({ ...results, options: { ...results.options, experiment: 'pusht-state' } }));
+    const again = onedp(['reproduce', 'manipulation', '--out', out, ...tiny, '--pusht', pushtFile], { cwd: dir, timeoutMs: 300_000 });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).not.toMatch(/pre-training|distilling|collecting/);
     expect(again.stdout).toContain('| method | NFE | PushT | lift-ph |');
@@ -51,7 +60,7 @@ describe('onedp reproduce manipulation', () => {
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(pattern);
     };
-    bad(['manipulation', '--tasks', 'lift-ph,stack-ph'], /--tasks: "stack-ph" is not one of lift-ph, square-ph, lift-mh, square-mh/);
+    bad(['manipulation', '--tasks', 'lift-ph,stack-ph'], /--tasks: "stack-ph" is not one of lift-ph, lift-mh, square-ph, square-mh/);
     const ev = onedp(['eval', '--env', 'stack', '--policy', 'x']);
     expect(ev.code).toBe(2);
     expect(ev.stderr).toMatch(/--env must be pusht, lift or square, got "stack"/);

@@ -56,9 +56,9 @@ describe('Square (MuJoCo)', () => {
     for (let k = 0; k < 10; k++) env.step(idle);
     expect(env.nutPos()[2] - TABLE_TOP).toBeLessThan(SEATED_Z);
     expect(env.success()).toBe(true);
-    // On the table just beside the peg (its wall 1 cm from the peg's side).
+    // On the table just beside the peg: its wall 1 cm from the peg's side, the handle pointing away.
     env.reset(0);
-    env.placeNut([PEG.x - PEG.half - 0.01 - NUT.wall / 2 - NUT.hole - 0.03, PEG.y, TABLE_TOP + NUT.halfHeight]);
+    env.placeNut([PEG.x - PEG.half - 0.01 - NUT.wall - NUT.hole, PEG.y, TABLE_TOP + NUT.halfHeight], Math.PI);
     for (let k = 0; k < 10; k++) env.step(idle);
     expect(env.success()).toBe(false);
     // Dropped on the peg turned 45 degrees: it cannot go over, and rests on the top.

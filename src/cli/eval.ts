@@ -45,7 +45,7 @@ interface EvalFlags {
 }
 
 /** The real-time settings from the flags; they make sense only together with --realtime. */
-export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | 'fill' | 'align'>): RealtimeOptions | undefined {
+export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | 'fill' | 'align'>, defaultFill: FillMode = 'previous'): RealtimeOptions | undefined {
   if (!f.realtime) {
     for (const [flag, v] of [['latency', f.latency], ['fill', f.fill], ['align', f.align]] as const) {
       if (v !== undefined) throw new UsageError(`--${flag} applies only with --realtime`);
@@ -58,7 +58,7 @@ export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | '
   } catch (e) {
     throw new UsageError(`--${(e as Error).message}`);
   }
-  const fill = f.fill ?? 'previous';
+  const fill = f.fill ?? defaultFill;
   if (fill !== 'previous' && fill !== 'hold') throw new UsageError(`--fill must be previous or hold, got "${fill}"`);
   const align = f.align ?? 'skip';
   if (align !== 'skip' && align !== 'shift') throw new UsageError(`--align must be skip or shift, got "${align}"`);
@@ -92,7 +92,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--out <dir>', 'write episodes.json and summary.json here')
     .option('--realtime', 'keep the simulation running at 10 Hz while the policy computes')
     .option('--latency <mode>', 'with --realtime: measured (wall clock of each call at batch 1; varies from run to run) or nfe:<ms> per network evaluation, nfe:<ms>+<ms> adding a cost for the observation (reproducible); default measured')
-    .option('--fill <mode>', 'with --realtime, while waiting for a chunk: previous (keep following the last chunk) or hold (stay put); default previous')
+    .option('--fill <mode>', 'with --realtime, while waiting for a chunk: previous (keep following the last chunk) or hold (stay put); default previous for pusht, hold for the MuJoCo tasks')
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
@@ -216,12 +216,13 @@ export function registerEvalCommand(program: Command): void {
     });
 }
 
-/** `--env lift|square`: the MuJoCo task, lockstep, on tfjs; the observation spec comes from the checkpoint. */
+/** `--env lift|square`: the MuJoCo task on tfjs, lockstep or in real time; the observation spec comes from the checkpoint. */
 async function evalManipulation(task: string, f: EvalFlags, seeds: number[], batch: number, maxSteps: number): Promise<void> {
   if (f.server || f.render !== undefined || f.perturb.trim() !== '0' || Number(f.workers) > 1 || f.runtime === 'onnx') {
     throw new UsageError(`--env ${task} evaluates a local checkpoint on tfjs: --server, --render, --perturb, --workers and --runtime onnx apply to pusht only`);
   }
-  const realtime = parseRealtimeFlags(f);
+  // Delta actions: following a spent chunk's last action would keep the arm moving, so waiting holds still.
+  const realtime = parseRealtimeFlags(f, 'hold');
   if (!f.policy) throw new UsageError('give --policy <ckpt>');
   await initEngine();
   const { loadCheckpoint } = await import('../train/checkpoint.js');

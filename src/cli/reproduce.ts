@@ -8,8 +8,9 @@ import type { Command } from 'commander';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PRESETS, experimentOptions, type ExperimentOptions, type NoiseKind, type PresetName } from '../experiments/recipe.js';
-import { readJson, runExperiment, type ExperimentResult } from '../experiments/pipeline.js';
+import { runExperiment, type ExperimentResult } from '../experiments/pipeline.js';
 import { combinedTable } from '../experiments/combined.js';
+import { MANIPULATION_EXPERIMENTS, parseManipulationExperiment } from '../envs/mujoco/tasks.js';
 import { writeFileAtomic } from '../io/safetensors.js';
 import { renderExperimentReport } from '../experiments/report.js';
 import { UsageError, parseIntFlag } from './errors.js';
@@ -17,11 +18,10 @@ import { resolvePath } from './commands.js';
 import { experimentFlagOverrides, EXPERIMENT_FLAGS } from './experiment_flags.js';
 import { parseThreadsFlag, startEngine, THREADS_OPTION } from './engine.js';
 
-const SINGLE = ['pusht-state', 'pusht-image', 'lift-ph', 'square-ph', 'lift-mh', 'square-mh'] as const;
-const EXPERIMENTS = [...SINGLE, 'manipulation'] as const;
+const EXPERIMENTS = ['pusht-state', 'pusht-image', ...MANIPULATION_EXPERIMENTS, 'manipulation'];
 const MANIPULATION_DEFAULT = ['lift-ph', 'square-ph'];
-/** Where `manipulation` looks for PushT's column when --pusht is not given, in order. */
-const PUSHT_RESULTS = ['runs/reproduce-pusht-state/results.json', 'runs/quickstart/results.json'];
+/** Where `manipulation` looks for PushT's column when --pusht is not given. */
+const PUSHT_RESULTS = 'runs/reproduce-pusht-state/results.json';
 
 export function registerReproduceCommand(program: Command): void {
   const p = PRESETS['pusht-state'];
@@ -38,7 +38,7 @@ export function registerReproduceCommand(program: Command): void {
     .option('--jobs <n>', `(training seed, teacher) pairs run in parallel processes (default ${p.jobs})`)
     .option('--stage <s>', 'all, seed (train, distil and evaluate only) or report', 'all')
     .option('--tasks <list>', `manipulation: the MuJoCo experiments, run one after the other (default ${MANIPULATION_DEFAULT.join(',')})`)
-    .option('--pusht <results.json>', `manipulation: results of a PushT experiment for the PushT column (default: the first of ${PUSHT_RESULTS.join(', ')} that exists)`)
+    .option('--pusht <results.json>', `manipulation: results of a PushT experiment for the PushT column (default: ${PUSHT_RESULTS} when it exists)`)
     .option('--progress <mode>', 'auto, bar, lines or none', 'auto')
     .option(...THREADS_OPTION)
     .action(async (experiment: string, f: Record<string, string | undefined>) => {
@@ -73,11 +73,10 @@ export function registerReproduceCommand(program: Command): void {
         return;
       }
       const tasks = (f.tasks ?? MANIPULATION_DEFAULT.join(',')).split(',').map((t) => t.trim());
-      for (const t of tasks) if (!/^(lift|square)-(ph|mh)$/.test(t)) throw new UsageError(`--tasks: "${t}" is not one of lift-ph, square-ph, lift-mh, square-mh`);
+      for (const t of tasks) if (!parseManipulationExperiment(t)) throw new UsageError(`--tasks: "${t}" is not one of ${MANIPULATION_EXPERIMENTS.join(', ')}`);
       const all = tasks.map((t) => options(t as PresetName, path.join(out, t)));
-      const pushtFile = f.pusht ? resolvePath(f.pusht) : await firstExisting(PUSHT_RESULTS.map((p) => resolvePath(p)));
-      const pusht = pushtFile ? await readJson<ExperimentResult>(pushtFile) : null;
-      if (f.pusht && !pusht) throw new UsageError(`--pusht: cannot read ${f.pusht} as an experiment's results.json`);
+      const pushtFile = resolvePath(f.pusht ?? PUSHT_RESULTS);
+      const pusht = await readPushtResults(pushtFile, f.pusht !== undefined);
       await startEngine(threads);
       const results: ExperimentResult[] = [];
       for (const o of all) {
@@ -89,7 +88,7 @@ export function registerReproduceCommand(program: Command): void {
       const report = [
         '# onedp reproduce manipulation: the table across tasks',
         '',
-        pusht ? `PushT's column: ${path.relative(out, pushtFile!)}.` : `No PushT column: run \`onedp reproduce pusht-state\` (or \`npm start\`) first, or pass --pusht <results.json>.`,
+        pusht ? `PushT's column: ${path.relative(out, pushtFile)}.` : `No PushT column: run \`onedp reproduce pusht-state\` (or \`npm start\`) first, or pass --pusht <results.json>.`,
         '',
         ...combinedTable(columns),
         '',
@@ -102,17 +101,24 @@ export function registerReproduceCommand(program: Command): void {
     });
 }
 
-async function firstExisting(files: string[]): Promise<string | null> {
-  for (const file of files) {
-    if (
-      await fs.access(file).then(
-        () => true,
-        () => false,
-      )
-    )
-      return file;
+/** A PushT experiment's results.json; null when the default file is absent. Anything else wrong is a usage error naming the file. */
+async function readPushtResults(file: string, given: boolean): Promise<ExperimentResult | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    if (!given) return null;
+    throw new UsageError(`--pusht: ${file} not found`);
   }
-  return null;
+  let r: Partial<ExperimentResult>;
+  try {
+    r = JSON.parse(text) as Partial<ExperimentResult>;
+  } catch (e) {
+    throw new UsageError(`${file}: not JSON (${(e as Error).message})`);
+  }
+  if (!r || !Array.isArray(r.rows) || typeof r.options?.experiment !== 'string') throw new UsageError(`${file}: not an experiment's results.json (no rows and options)`);
+  if (!r.options.experiment.startsWith('pusht')) throw new UsageError(`${file}: holds the results of ${r.options.experiment}, not of a PushT experiment`);
+  return r as ExperimentResult;
 }
 
 function parseList(name: string, v: string): number[] {

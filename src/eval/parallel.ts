@@ -37,7 +37,7 @@ export async function loadPolicySource(src: PolicySource): Promise<Policy> {
   return policy;
 }
 
-/** Real-time settings that can cross threads (the agent position is PushT's, as `evaluatePushT` picks it). */
+/** Real-time settings that can cross threads (the hold action is PushT's, as `evaluatePushT` picks it). */
 export type PortableRealtimeOptions = Omit<RealtimeOptions, 'holdAction'>;
 
 /** The evaluation settings of one shard, as sent to a worker. */

@@ -1,5 +1,6 @@
 /**
- * The PushT experiment pipeline behind `onedp quickstart` and `onedp reproduce`: expert
+ * The experiment pipeline behind `onedp quickstart` and `onedp reproduce` (PushT, and the MuJoCo
+ * tasks through `task.ts`): expert
  * demonstrations -> a diffusion-policy teacher per (training seed, noise schedule) -> OneDP-S,
  * OneDP-D and Consistency Policy students -> every row of the table evaluated on the same test
  * seeds -> aggregation over training seeds, batch-1 latency on a quiet machine, the real-time
@@ -188,7 +189,9 @@ function curveRecorder(o: ExperimentOptions, seed: number, label: string, kind: 
 async function pretrainStage(o: ExperimentOptions, seed: number, teacher: NoiseKind, buffer: ReplayBuffer, dir: string): Promise<boolean> {
   const dpDir = path.join(dir, 'dp');
   const have = await checkpointStep(dpDir);
-  if (have >= o.trainSteps) return false;
+  if (have === o.trainSteps) return false;
+  // Resuming cannot shorten a run: a teacher trained past the recipe would be reported under the wrong step count.
+  if (have > o.trainSteps) throw new Error(`${dpDir}: the teacher has trained ${have} steps, the recipe asks ${o.trainSteps}; use another --out, or remove that folder to train again`);
   log(have > 0 ? `seed ${seed} ${teacher}: pre-training resumes at step ${have} of ${o.trainSteps}` : `seed ${seed} ${teacher}: pre-training ${o.trainSteps} steps`);
   const image = experimentTask(o.experiment).image;
   // Image policies see the agent's position beside the camera; others the whole low-dimensional observation.

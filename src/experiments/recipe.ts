@@ -6,6 +6,7 @@
 import type { SchedulerConfig } from '../diffusion/types.js';
 import { DEFAULT_DISTILL_CONFIG } from '../distill/distill.js';
 import { DEFAULT_CONSISTENCY_CONFIG } from '../distill/consistency.js';
+import type { ManipulationExperiment } from '../envs/mujoco/tasks.js';
 
 export type NoiseKind = 'ddpm' | 'edm';
 
@@ -16,7 +17,7 @@ export function noiseKind(kind: NoiseKind): SchedulerConfig {
 }
 
 /** PushT, or a MuJoCo task with its demonstrations' quality (issue 18). */
-export type Experiment = 'pusht-state' | 'pusht-image' | 'lift-ph' | 'lift-mh' | 'square-ph' | 'square-mh';
+export type Experiment = 'pusht-state' | 'pusht-image' | ManipulationExperiment;
 
 /** A row of the comparison table: which policy, sampled how. */
 export type RowSlug = 'dp-ddpm-100' | 'dp-ddim-10' | 'dp-ddim-1' | 'onedp-d' | 'onedp-s' | 'dp-edm-18' | 'dp-edm-10' | 'dp-edm-1' | 'cp-1' | 'cp-3';
@@ -89,7 +90,7 @@ const COMMON: Pick<Preset, 'lr' | 'stepEmbed' | 'encoderWidths' | 'distillBatchS
   latencyReps: 30,
 };
 
-export type PresetName = 'quickstart' | 'quickstart-image' | 'pusht-state' | 'pusht-image' | 'lift-ph' | 'square-ph' | 'lift-mh' | 'square-mh';
+export type PresetName = 'quickstart' | 'quickstart-image' | 'pusht-state' | 'pusht-image' | ManipulationExperiment;
 
 /**
  * The MuJoCo tasks (issue 18), one training seed, both teachers. Teacher recipe measured on Lift
@@ -250,5 +251,6 @@ export function validateExperiment(o: ExperimentOptions): void {
   if (o.testSeeds.length === 0) throw new Error('testSeeds must not be empty');
   if (o.curveSeed !== undefined && !o.trainSeeds.includes(o.curveSeed)) throw new Error(`curveSeed ${o.curveSeed} is not one of the training seeds ${o.trainSeeds.join(', ')}`);
   if (![0, 1, 2].includes(o.perturb)) throw new Error(`perturb must be 0, 1 or 2, got ${o.perturb}`);
+  if (o.realtimeNfeMs.length > 0 && !o.experiment.startsWith('pusht')) throw new Error(`the real-time table (realtimeNfeMs) is PushT's perturbed task; ${o.experiment} has none (evaluate it in real time with onedp eval --env ... --realtime)`);
   if (o.teachers.includes('edm') && o.rows.some((r) => r.startsWith('cp')) && o.cpSteps < 1) throw new Error('the Consistency Policy rows need cpSteps >= 1');
 }

@@ -14,6 +14,7 @@ import type { EvalSummary, LatencyResult } from '../eval/harness.js';
 import { evaluatePushT, pushtLatency } from '../eval/pusht.js';
 import type { Policy } from '../policy/types.js';
 import type { Experiment } from './recipe.js';
+import { MANIPULATION_TASK_DEFS, parseManipulationExperiment, type DemoQuality, type ManipulationTask } from '../envs/mujoco/tasks.js';
 
 export interface ExperimentTask {
   /** For reports: "PushT (keypoints)", "Square (ph)". */
@@ -56,19 +57,13 @@ function pushtTask(image: boolean): ExperimentTask {
   };
 }
 
-/** `lift-ph`, `square-mh`, ...: the MuJoCo task and its demonstrations' quality. */
-export function manipulationExperiment(e: Experiment): { task: 'lift' | 'square'; quality: 'ph' | 'mh' } | null {
-  const m = /^(lift|square)-(ph|mh)$/.exec(e);
-  return m ? { task: m[1] as 'lift' | 'square', quality: m[2] as 'ph' | 'mh' } : null;
-}
-
 const ROBOMIMIC_SPEC = ROBOMIMIC_LOWDIM_KEYS.join(',');
 
-function mujocoTask(task: 'lift' | 'square', quality: 'ph' | 'mh'): ExperimentTask {
+function mujocoTask(task: ManipulationTask, quality: DemoQuality): ExperimentTask {
   // Loaded on use: PushT experiments never load MuJoCo or HDF5.
   const load = async () => ({ ...(await import('../eval/manipulation.js')), ...(await import('../data/hdf5.js')), ...(await import('../data/load.js')) });
   return {
-    title: `${task === 'lift' ? 'Lift' : 'Square'} (${quality})`,
+    title: `${MANIPULATION_TASK_DEFS[task].title} (${quality})`,
     scoreName: 'success rate',
     dataFile: `${task}-${quality}.hdf5`,
     obsSpec: ROBOMIMIC_SPEC,
@@ -91,7 +86,7 @@ function mujocoTask(task: 'lift' | 'square', quality: 'ph' | 'mh'): ExperimentTa
 
 export function experimentTask(e: Experiment): ExperimentTask {
   if (e === 'pusht-state' || e === 'pusht-image') return pushtTask(e === 'pusht-image');
-  const m = manipulationExperiment(e);
+  const m = parseManipulationExperiment(e);
   if (!m) throw new Error(`unknown experiment "${e}"`);
   return mujocoTask(m.task, m.quality);
 }

@@ -52,7 +52,7 @@ export abstract class ScriptedOperator<Phase extends string> {
     const noise = opts.noise ?? this.noise;
     const maxTurn = opts.maxTurn ?? 1;
     const a = [0, 1, 2].map((i) => clip1((this.gain * d[i]) / 0.05 + noise * this.rng.normal()));
-    const turn = Math.max(-maxTurn, Math.min(maxTurn, yawErr / 0.5 + 0.3 * this.noise * this.rng.normal()));
+    const turn = Math.max(-maxTurn, Math.min(maxTurn, yawErr / 0.5 + 0.3 * noise * this.rng.normal()));
     return [...a, 0, 0, turn, grip];
   }
 }

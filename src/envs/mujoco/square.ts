@@ -5,7 +5,7 @@
  *
  * The nut is a square ring (a 6 cm hole, 1.2 cm walls, 2.4 cm tall) with a 6 cm handle; the peg is
  * 4.8 cm square and 10 cm tall, so the nut clears it by 6 mm a side and must be turned square to
- * it, within about 0.2 rad, to go over (the peg's diagonal is wider than the hole). `object` is
+ * it, within about 0.3 rad, to go over (the peg's diagonal is wider than the hole). `object` is
  * robosuite's: the nut's position and quaternion (x, y, z, w), then the gripper's position and
  * orientation in the nut's frame (`nut_to_eef_pos`, `nut_to_eef_quat`): 14 values. Success: the nut around the peg, low, as robosuite's
  * `on_peg`. Initial nut poses (position, and yaw within 45 degrees of the handle pointing at the peg) come from the seed; the peg does not move.

@@ -20,6 +20,8 @@ export interface ManipulationExpert {
 }
 
 export interface ManipulationTaskDef {
+  /** For reports. */
+  title: string;
   /** robomimic's `env_name`, written to a dataset's `env_args`. */
   envName: string;
   create(mj: MainModule): ManipulationEnv;
@@ -27,12 +29,26 @@ export interface ManipulationTaskDef {
 }
 
 export const MANIPULATION_TASK_DEFS = {
-  lift: { envName: 'Lift', create: (mj) => LiftEnv.createWith(mj), expert: (q) => new LiftExpert(q) },
-  square: { envName: 'NutAssemblySquare', create: (mj) => SquareEnv.createWith(mj), expert: (q) => new SquareExpert(q) },
+  lift: { title: 'Lift', envName: 'Lift', create: (mj) => LiftEnv.createWith(mj), expert: (q) => new LiftExpert(q) },
+  square: { title: 'Square', envName: 'NutAssemblySquare', create: (mj) => SquareEnv.createWith(mj), expert: (q) => new SquareExpert(q) },
 } as const satisfies Record<string, ManipulationTaskDef>;
 
 export type ManipulationTask = keyof typeof MANIPULATION_TASK_DEFS;
 export const MANIPULATION_TASKS = Object.keys(MANIPULATION_TASK_DEFS) as ManipulationTask[];
+
+export const DEMO_QUALITIES: readonly DemoQuality[] = ['ph', 'mh'];
+
+/** An experiment on a task with demonstrations of one quality: `lift-ph`, `square-mh`, ... */
+export type ManipulationExperiment = `${ManipulationTask}-${DemoQuality}`;
+
+/** `lift-ph` -> lift and ph; null for anything that is not a task and a quality. */
+export function parseManipulationExperiment(name: string): { task: ManipulationTask; quality: DemoQuality } | null {
+  const i = name.lastIndexOf('-');
+  const [task, quality] = [name.slice(0, i), name.slice(i + 1)];
+  return i > 0 && isManipulationTask(task) && (DEMO_QUALITIES as string[]).includes(quality) ? { task, quality: quality as DemoQuality } : null;
+}
+
+export const MANIPULATION_EXPERIMENTS: ManipulationExperiment[] = MANIPULATION_TASKS.flatMap((t) => DEMO_QUALITIES.map((q) => `${t}-${q}` as const));
 
 export function isManipulationTask(name: string): name is ManipulationTask {
   return Object.hasOwn(MANIPULATION_TASK_DEFS, name);
