@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { onedp, onedpAsync } from './helpers/cli.js';
+import { onedp, onedpAsync, onedpInProcess } from './helpers/cli.js';
 
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-cli-'));
 
@@ -19,30 +19,30 @@ describe('onedp CLI on bad input', () => {
   });
   it('malformed flags are usage errors (exit 2)', async () => {
     const out = await tmp();
-    expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--steps', 'ten']), 2, /--steps must be an integer >= 1, got "ten"/);
-    expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--schedule', 'ddim']), 2, /--schedule must be ddpm or edm/);
-    expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--down-dims', '32,x']), 2, /--down-dims must be a comma-separated list/);
-    expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal']), 2, /required option '--out <dir>' not specified/);
-    expectCleanError(onedp(['frobnicate']), 2, /unknown command 'frobnicate'/);
+    expectCleanError(await onedpInProcess(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--steps', 'ten']), 2, /--steps must be an integer >= 1, got "ten"/);
+    expectCleanError(await onedpInProcess(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--schedule', 'ddim']), 2, /--schedule must be ddpm or edm/);
+    expectCleanError(await onedpInProcess(['train', '--dataset', 'synthetic:bimodal', '--out', out, '--down-dims', '32,x']), 2, /--down-dims must be a comma-separated list/);
+    expectCleanError(await onedpInProcess(['train', '--dataset', 'synthetic:bimodal']), 2, /required option '--out <dir>' not specified/);
+    expectCleanError(await onedpInProcess(['frobnicate']), 2, /unknown command 'frobnicate'/);
     const d = ['distill', '--teacher', '/nonexistent/run', '--out', out];
-    expectCleanError(onedp([...d, '--lr-schedule', 'linear']), 2, /--lr-schedule must be constant or cosine, got "linear"/);
-    expectCleanError(onedp([...d, '--ema', '1']), 2, /--ema must be below 1, got "1"/);
-    expectCleanError(onedp([...d, '--ema', '-0.5']), 2, /--ema must be a number >= 0/);
-    expectCleanError(onedp([...d, '--method', 'cp', '--ema', '0.9']), 2, /--ema does not apply to --method cp/);
+    expectCleanError(await onedpInProcess([...d, '--lr-schedule', 'linear']), 2, /--lr-schedule must be constant or cosine, got "linear"/);
+    expectCleanError(await onedpInProcess([...d, '--ema', '1']), 2, /--ema must be below 1, got "1"/);
+    expectCleanError(await onedpInProcess([...d, '--ema', '-0.5']), 2, /--ema must be a number >= 0/);
+    expectCleanError(await onedpInProcess([...d, '--method', 'cp', '--ema', '0.9']), 2, /--ema does not apply to --method cp/);
   });
   it('a bad config file names the file', async () => {
     const dir = await tmp();
     const cfg = path.join(dir, 'cfg.json');
     await fs.writeFile(cfg, '{"train": {');
-    expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', dir, '--config', cfg]), 2, new RegExp(`${cfg}: not valid JSON`));
-    expectCleanError(onedp(['train', '--dataset', 'synthetic:bimodal', '--out', dir, '--config', path.join(dir, 'none.json')]), 2, /none\.json: file not found/);
+    expectCleanError(await onedpInProcess(['train', '--dataset', 'synthetic:bimodal', '--out', dir, '--config', cfg]), 2, new RegExp(`${cfg}: not valid JSON`));
+    expectCleanError(await onedpInProcess(['train', '--dataset', 'synthetic:bimodal', '--out', dir, '--config', path.join(dir, 'none.json')]), 2, /none\.json: file not found/);
   });
   it('eval: a missing policy, a bad seed range and a checkpoint of the wrong kind are clear errors', async () => {
-    expectCleanError(onedp(['eval', '--policy', '/nonexistent/run']), 1, /\/nonexistent\/run: no such checkpoint/);
-    expectCleanError(onedp(['eval', '--policy', '/nonexistent/run', '--seeds', '5:2']), 2, /--seeds: seed range 5:2 is empty/);
-    expectCleanError(onedp(['eval', '--policy', '/nonexistent/run', '--seeds', 'a-b']), 2, /--seeds: seed range must look like A:B/);
+    expectCleanError(await onedpInProcess(['eval', '--policy', '/nonexistent/run']), 1, /\/nonexistent\/run: no such checkpoint/);
+    expectCleanError(await onedpInProcess(['eval', '--policy', '/nonexistent/run', '--seeds', '5:2']), 2, /--seeds: seed range 5:2 is empty/);
+    expectCleanError(await onedpInProcess(['eval', '--policy', '/nonexistent/run', '--seeds', 'a-b']), 2, /--seeds: seed range must look like A:B/);
     const notCkpt = await tmp();
-    expectCleanError(onedp(['eval', '--policy', notCkpt]), 1, /checkpoint\.json: missing \(not an onedp checkpoint\)/);
+    expectCleanError(await onedpInProcess(['eval', '--policy', notCkpt]), 1, /checkpoint\.json: missing \(not an onedp checkpoint\)/);
   });
 
   it('a missing checkpoint names the path', () => {

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { onedp } from './helpers/cli.js';
+import { onedp, onedpInProcess } from './helpers/cli.js';
 
 function expectUsageError(r: { code: number; stderr: string }, pattern: RegExp): void {
   expect(r.code, r.stderr).toBe(2);
@@ -13,18 +13,18 @@ function expectUsageError(r: { code: number; stderr: string }, pattern: RegExp):
 describe('onedp eval: real-time, perturbation and rendering flags on bad input', () => {
   // Flags are checked before the checkpoint is opened, so a missing one never hides them.
   const base = ['eval', '--policy', '/nonexistent/run'];
-  it('rejects bad values with one line and exit status 2', () => {
-    expectUsageError(onedp([...base, '--latency', 'nfe:20']), /--latency applies only with --realtime/);
-    expectUsageError(onedp([...base, '--fill', 'hold']), /--fill applies only with --realtime/);
-    expectUsageError(onedp([...base, '--realtime', '--latency', 'fast']), /--latency must be measured or nfe:<ms per network evaluation>.*got "fast"/);
-    expectUsageError(onedp([...base, '--realtime', '--latency', 'nfe:-3']), /--latency must be measured or nfe:/);
-    expectUsageError(onedp([...base, '--realtime', '--fill', 'later']), /--fill must be previous or hold, got "later"/);
-    expectUsageError(onedp([...base, '--realtime', '--align', 'early']), /--align must be skip or shift, got "early"/);
-    expectUsageError(onedp([...base, '--perturb', '3']), /--perturb must be 0, 1 or 2, got "3"/);
-    expectUsageError(onedp([...base, '--perturb', 'x']), /--perturb must be 0, 1 or 2, got "x"/);
-    expectUsageError(onedp([...base, '--render', '1']), /--render needs --out <dir>/);
-    expectUsageError(onedp([...base, '--render', '0', '--out', os.tmpdir()]), /--render must be an integer >= 1, got "0"/);
-    expectUsageError(onedp([...base, '--max-steps', '0']), /--max-steps must be an integer >= 1, got "0"/);
+  it('rejects bad values with one line and exit status 2', async () => {
+    expectUsageError(await onedpInProcess([...base, '--latency', 'nfe:20']), /--latency applies only with --realtime/);
+    expectUsageError(await onedpInProcess([...base, '--fill', 'hold']), /--fill applies only with --realtime/);
+    expectUsageError(await onedpInProcess([...base, '--realtime', '--latency', 'fast']), /--latency must be measured or nfe:<ms per network evaluation>.*got "fast"/);
+    expectUsageError(await onedpInProcess([...base, '--realtime', '--latency', 'nfe:-3']), /--latency must be measured or nfe:/);
+    expectUsageError(await onedpInProcess([...base, '--realtime', '--fill', 'later']), /--fill must be previous or hold, got "later"/);
+    expectUsageError(await onedpInProcess([...base, '--realtime', '--align', 'early']), /--align must be skip or shift, got "early"/);
+    expectUsageError(await onedpInProcess([...base, '--perturb', '3']), /--perturb must be 0, 1 or 2, got "3"/);
+    expectUsageError(await onedpInProcess([...base, '--perturb', 'x']), /--perturb must be 0, 1 or 2, got "x"/);
+    expectUsageError(await onedpInProcess([...base, '--render', '1']), /--render needs --out <dir>/);
+    expectUsageError(await onedpInProcess([...base, '--render', '0', '--out', os.tmpdir()]), /--render must be an integer >= 1, got "0"/);
+    expectUsageError(await onedpInProcess([...base, '--max-steps', '0']), /--max-steps must be an integer >= 1, got "0"/);
   });
 });
 

@@ -9,14 +9,14 @@ import { describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { onedp } from './helpers/cli.js';
+import { onedp, onedpInProcess } from './helpers/cli.js';
 import { readRobomimic } from '../src/data/hdf5.js';
 
 describe('onedp reproduce manipulation', () => {
   it('runs Lift through every stage and writes the table across tasks, with PushT as a column when given', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'onedp-manip-'));
     const out = path.join(dir, 'rep');
-    const tiny = ['--tasks', 'lift-ph', '--teachers', 'ddpm', '--episodes', '3', '--train-steps', '6', '--distill-steps', '2', '--down-dims', '8,16', '--test-seeds', '100000:100002', '--latency-reps', '1', '--curve-every', '0', '--pretrain-curve-every', '0', '--progress', 'none'];
+    const tiny = ['--tasks', 'lift-ph', '--teachers', 'ddpm', '--episodes', '3', '--train-steps', '6', '--distill-steps', '2', '--down-dims', '8,16', '--test-seeds', '100000:100001', '--latency-reps', '1', '--curve-every', '0', '--pretrain-curve-every', '0', '--progress', 'none'];
     // In a folder without runs/, so no PushT results are found by default.
     const r = onedp(['reproduce', 'manipulation', '--out', out, ...tiny], { cwd: dir, timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -54,14 +54,14 @@ describe('onedp reproduce manipulation', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  it('rejects unknown tasks', () => {
-    const bad = (args: string[], pattern: RegExp) => {
-      const r = onedp(['reproduce', ...args]);
+  it('rejects unknown tasks', async () => {
+    const bad = async (args: string[], pattern: RegExp) => {
+      const r = await onedpInProcess(['reproduce', ...args]);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(pattern);
     };
-    bad(['manipulation', '--tasks', 'lift-ph,stack-ph'], /--tasks: "stack-ph" is not one of lift-ph, lift-mh, square-ph, square-mh/);
-    const ev = onedp(['eval', '--env', 'stack', '--policy', 'x']);
+    await bad(['manipulation', '--tasks', 'lift-ph,stack-ph'], /--tasks: "stack-ph" is not one of lift-ph, lift-mh, square-ph, square-mh/);
+    const ev = await onedpInProcess(['eval', '--env', 'stack', '--policy', 'x']);
     expect(ev.code).toBe(2);
     expect(ev.stderr).toMatch(/--env must be pusht, lift or square, got "stack"/);
   });

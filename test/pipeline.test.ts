@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { onedp, onedpAsync } from './helpers/cli.js';
+import { onedp, onedpAsync, onedpInProcess } from './helpers/cli.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'onedp-pipeline-'));
@@ -30,7 +30,7 @@ describe('onedp quickstart and reproduce', () => {
 
   it('quickstart --obs image runs the same pipeline on camera frames, with the encoding time in the table', async () => {
     const runs = await tmp();
-    const r = onedp(['quickstart', '--obs', 'image', '--name', 'tiny-image', '--runs', runs, ...TINY, '--batch-size', '4'], { timeoutMs: 300_000 });
+    const r = onedp(['quickstart', '--obs', 'image', '--name', 'tiny-image', '--runs', runs, ...TINY, '--batch-size', '4', '--test-seeds', '100000:100001'], { timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('PushT (image)');
     expect(r.stdout).toMatch(/ResNet-18 encoder of widths 16\/32\/64\/128/);
@@ -109,15 +109,15 @@ describe('onedp quickstart and reproduce', () => {
     expect(JSON.parse(await fs.readFile(path.join(out, 'results.json'), 'utf8')).rows).toHaveLength(5);
   });
 
-  it('reproduce rejects unknown experiments, stages and teachers', () => {
-    const bad = (args: string[], pattern: RegExp) => {
-      const r = onedp(['reproduce', ...args]);
+  it('reproduce rejects unknown experiments, stages and teachers', async () => {
+    const bad = async (args: string[], pattern: RegExp) => {
+      const r = await onedpInProcess(['reproduce', ...args]);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(pattern);
     };
-    bad(['pusht-3d'], /unknown experiment "pusht-3d"; available: pusht-state/);
-    bad(['pusht-state', '--stage', 'train'], /--stage must be all, seed or report/);
-    bad(['pusht-state', '--teachers', 'ddim'], /--teachers: "ddim" is not ddpm or edm/);
-    bad(['pusht-state', '--test-seeds', '9:3'], /--test-seeds: seed range 9:3 is empty/);
+    await bad(['pusht-3d'], /unknown experiment "pusht-3d"; available: pusht-state/);
+    await bad(['pusht-state', '--stage', 'train'], /--stage must be all, seed or report/);
+    await bad(['pusht-state', '--teachers', 'ddim'], /--teachers: "ddim" is not ddpm or edm/);
+    await bad(['pusht-state', '--test-seeds', '9:3'], /--test-seeds: seed range 9:3 is empty/);
   });
 });

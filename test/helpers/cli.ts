@@ -29,3 +29,23 @@ export function onedp(args: string[], opts: { cwd?: string; timeoutMs?: number }
 export function onedpAsync(args: string[]) {
   return spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ONEDP_BACKEND: 'wasm' }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
+
+/**
+ * Runs `onedp ...args` in this process, for argument checks that fail before any work: the same
+ * `runCli` as the binary, its stdout and stderr captured, without a child process's start-up
+ * (seconds each on two cores).
+ */
+export async function onedpInProcess(args: string[]): Promise<CliResult> {
+  const { runCli } = await import('../../src/cli/main.js');
+  let stdout = '';
+  let stderr = '';
+  const [out, err] = [process.stdout.write, process.stderr.write];
+  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    return { code: await runCli(args), stdout, stderr };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}
