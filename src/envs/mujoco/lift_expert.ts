@@ -37,15 +37,7 @@ export class LiftExpert extends ScriptedOperator<Phase> {
     this.start(seed);
     this.graspDz = 0.01 * this.rng.uniform() - 0.005;
     this.approachDz = 0.06 + 0.04 * this.rng.uniform();
-    if (this.quality === 'ph') {
-      this.gain = 0.5;
-      this.noise = 0;
-      this.badFirstGrasp = false;
-    } else {
-      this.gain = 0.3 + 0.2 * this.rng.uniform();
-      this.noise = 0.25;
-      this.badFirstGrasp = this.rng.uniform() < 0.3;
-    }
+    this.badFirstGrasp = this.driveLike(0.25);
   }
 
   act(o: LiftObs): number[] {

@@ -33,6 +33,22 @@ export abstract class ScriptedOperator<Phase extends string> {
     this.pause = 0;
   }
 
+  /**
+   * The episode's driving, drawn after the plan's own parameters: ph steers at gain 0.5 without
+   * noise; mh at a gain in [0.3, 0.5] with `mhNoise`. Returns whether this episode's first attempt
+   * goes wrong (30% of mh episodes; what goes wrong is the task's).
+   */
+  protected driveLike(mhNoise: number): boolean {
+    if (this.quality === 'ph') {
+      this.gain = 0.5;
+      this.noise = 0;
+      return false;
+    }
+    this.gain = 0.3 + 0.2 * this.rng.uniform();
+    this.noise = mhNoise;
+    return this.rng.uniform() < 0.3;
+  }
+
   protected next(p: Phase): void {
     this.phase = p;
     this.timer = 0;

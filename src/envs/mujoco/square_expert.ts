@@ -35,15 +35,7 @@ export class SquareExpert extends ScriptedOperator<Phase> {
     this.approachDz = 0.06 + 0.04 * this.rng.uniform();
     this.graspX = NUT.handleX + 0.02 * this.rng.uniform() - 0.005;
     this.carryZ = TABLE_TOP + 0.19 + 0.04 * this.rng.uniform();
-    if (this.quality === 'ph') {
-      this.gain = 0.5;
-      this.noise = 0;
-      this.badFirstPlace = false;
-    } else {
-      this.gain = 0.3 + 0.2 * this.rng.uniform();
-      this.noise = 0.2;
-      this.badFirstPlace = this.rng.uniform() < 0.3;
-    }
+    this.badFirstPlace = this.driveLike(0.2);
   }
 
   act(o: ManipulationObs): number[] {
