@@ -6,7 +6,7 @@
  */
 import { loadMujoco } from '../envs/mujoco/sim.js';
 import type { ManipulationEnv } from '../envs/mujoco/gripper.js';
-import { manipulationTask } from '../envs/mujoco/tasks.js';
+import { createManipulationEnv, manipulationTask } from '../envs/mujoco/tasks.js';
 import { parseObsSpec, ROBOMIMIC_LOWDIM_KEYS } from '../data/obs_spec.js';
 import type { Policy } from '../policy/types.js';
 import { evaluate, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
@@ -103,11 +103,24 @@ export async function evaluateManipulation(task: string, policy: Policy, opts: M
     const summary: EvalSummary | RealtimeSummary = realtime ? evaluateRealtime({ ...common, policy, realtime }) : evaluate({ ...common, policy });
     const rt = realtime ? (summary as RealtimeSummary).realtime : null;
     const reps = opts.latencyReps ?? 10;
-    if (reps <= 0) return { ...summary, latency: null, realtime: rt };
-    const env = common.makeEnv();
-    const histories = opts.seeds.slice(0, 5).map((s) => Array.from({ length: policy.nObsSteps }, () => common.observe(env.reset(s))));
-    return { ...summary, latency: measureLatency(policy, histories, reps), realtime: rt };
+    return { ...summary, latency: reps > 0 ? latencyOn(common.makeEnv(), policy, opts.seeds, reps, common.observe) : null, realtime: rt };
   } finally {
     dispose();
+  }
+}
+
+/** Batch-1 latency on real observations: the first (up to 5) starts of `seeds`, as PushT's. */
+function latencyOn(env: ManipulationEnv, policy: Policy, seeds: number[], reps: number, observe: (o: unknown) => StepObservation): LatencyResult {
+  const histories = seeds.slice(0, 5).map((s) => Array.from({ length: policy.nObsSteps }, () => observe(env.reset(s))));
+  return measureLatency(policy, histories, reps);
+}
+
+/** `pushtLatency`'s twin: a policy's batch-1 latency on a MuJoCo task's first starts, without running episodes. */
+export async function manipulationLatency(task: string, policy: Policy, seeds: number[], reps = 10, obsSpec?: string): Promise<LatencyResult> {
+  const env = await createManipulationEnv(task);
+  try {
+    return latencyOn(env, policy, seeds, reps, manipulationObserver(obsSpec));
+  } finally {
+    env.dispose();
   }
 }

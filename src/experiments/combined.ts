@@ -6,6 +6,7 @@
  */
 import type { ExperimentResult } from './pipeline.js';
 import { experimentTask } from './task.js';
+import { ratio } from './report.js';
 
 export interface CombinedColumn {
   title: string;
@@ -13,13 +14,6 @@ export interface CombinedColumn {
 }
 
 const f3 = (v: number) => v.toFixed(3);
-
-/** The method's action time over OneDP-S's (from the same teacher family), per column. */
-function ratio(r: ExperimentResult, slow: string, fast: string): string {
-  const a = r.rows.find((x) => x.method === slow);
-  const b = r.rows.find((x) => x.method === fast);
-  return a && b && b.actionMs > 0 ? `${(a.actionMs / b.actionMs).toFixed(0)}x` : '-';
-}
 
 export function combinedTable(columns: CombinedColumn[]): string[] {
   // Rows in the order the experiments list them, each method once.
@@ -47,9 +41,9 @@ export function combinedTable(columns: CombinedColumn[]): string[] {
     '',
     `| ratio | ${columns.map((c) => c.title).join(' | ')} |`,
     `|---|${columns.map(() => '---').join('|')}|`,
-    `| DDPM-100 / OneDP-S | ${columns.map((c) => ratio(c.result, 'DP (DDPM)', 'OneDP-S')).join(' | ')} |`,
-    `| DDIM-10 / OneDP-S | ${columns.map((c) => ratio(c.result, 'DP (DDIM)', 'OneDP-S')).join(' | ')} |`,
-    `| EDM Heun-18 / OneDP-S (EDM teacher) | ${columns.map((c) => ratio(c.result, 'DP-EDM (Heun 18)', 'OneDP-S (EDM teacher)')).join(' | ')} |`,
+    `| DDPM-100 / OneDP-S | ${columns.map((c) => ratio(c.result.rows, 'DP (DDPM)', 'OneDP-S', 0)).join(' | ')} |`,
+    `| DDIM-10 / OneDP-S | ${columns.map((c) => ratio(c.result.rows, 'DP (DDIM)', 'OneDP-S', 0)).join(' | ')} |`,
+    `| EDM Heun-18 / OneDP-S (EDM teacher) | ${columns.map((c) => ratio(c.result.rows, 'DP-EDM (Heun 18)', 'OneDP-S (EDM teacher)', 0)).join(' | ')} |`,
     `| OneDP-S action ms | ${columns.map((c) => c.result.rows.find((x) => x.method === 'OneDP-S')?.actionMs.toFixed(2) ?? '-').join(' | ')} |`,
   ];
   return lines;

@@ -14,10 +14,11 @@ import type { AggregateRow, Curve, ExperimentResult, RealtimeCell, Timing } from
 const f = (v: number, d = 3) => v.toFixed(d);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-function ratio(rows: AggregateRow[], a: string, b: string): string {
+/** Row a's action time over row b's, as "12.3x" (`digits` decimals); '-' when either is missing. */
+export function ratio(rows: AggregateRow[], a: string, b: string, digits = 1): string {
   const ra = rows.find((r) => r.method === a);
   const rb = rows.find((r) => r.method === b);
-  return ra && rb ? `${(ra.actionMs / rb.actionMs).toFixed(1)}x` : '-';
+  return ra && rb && rb.actionMs > 0 ? `${(ra.actionMs / rb.actionMs).toFixed(digits)}x` : '-';
 }
 
 /** Stage seconds summed over attempts, averaged over seeds; attempts counted when more than one. */

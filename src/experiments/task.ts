@@ -76,11 +76,7 @@ function mujocoTask(task: ManipulationTask, quality: DemoQuality): ExperimentTas
     hasData: exists,
     loadBuffer: async (file) => policyBuffer(await (await load()).openDataset(file), ROBOMIMIC_SPEC, file),
     evaluate: async (policy, seeds) => (await load()).evaluateManipulation(task, policy, { seeds, batchSize: 50, latencyReps: 0 }),
-    async latency(policy, seeds, reps) {
-      // Batch-1 timing on the first starts' observations, as PushT's (one step of each episode).
-      const res = await (await load()).evaluateManipulation(task, policy, { seeds: seeds.slice(0, 5), maxSteps: 1, latencyReps: reps });
-      return res.latency!;
-    },
+    latency: async (policy, seeds, reps) => (await load()).manipulationLatency(task, policy, seeds, reps),
   };
 }
 
