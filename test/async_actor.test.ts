@@ -2,7 +2,8 @@
  * AsyncActor, the robot-side chunk-ahead loop: the next chunk is requested before the executed
  * window runs out, a late reply's stale actions are dropped and the rest are used at the steps
  * they were predicted for, a chunk that does not come is bridged with the last one's spares,
- * failures are reported and retried, and a reset ignores the old episode's reply.
+ * failures are reported and retried, and a reset ignores the old episode's reply; with a compute
+ * budget, a tick waits for the chunk it asked for and acts on it at once.
  * Time is driven by hand (ticks and replies), so nothing depends on the machine's speed.
  */
 import { describe, expect, it } from 'vitest';
@@ -100,5 +101,46 @@ describe('AsyncActor', () => {
     expect(actor.act(obsAt(1))).toEqual([802, 0]);
     await actor.idle();
     expect(() => new AsyncActor(p, { requestAhead: 0 })).toThrow(/requestAhead must be a positive integer/);
+  });
+
+  it('actWithin: a reply within the budget acts at its own step, as lockstep; a later one as act', async () => {
+    const p = new ManualPolicy();
+    const actor = new AsyncActor(p, { controlPeriodMs: 50, budgetMs: 40 });
+    // The tick asks, the reply lands while it waits: the chunk's first action is this step's.
+    const first = actor.actWithin(obsAt(0));
+    await p.reply(1);
+    expect(await first).toEqual([101, 0]);
+    expect(actor.actionAge).toBe(0);
+    expect(actor.stats.delaySteps).toEqual([0]);
+    expect(actor.stats.staleDropped).toBe(0);
+    expect(actor.stats.underruns).toBe(0);
+    // With every reply in time, the next request goes out when the window has run out: all 8
+    // actions of each chunk run, as in lockstep.
+    expect(actor.requestAhead).toBe(0);
+    for (let k = 1; k < 8; k++) expect(await actor.actWithin(obsAt(k))).toEqual([101 + k, 0]);
+    expect(p.pending).toHaveLength(0);
+    const ninth = actor.actWithin(obsAt(8));
+    expect(p.pending).toHaveLength(1);
+    expect(Array.from(p.pending[0].obs.data.obs as Float32Array)).toEqual([7, 8]);
+    await p.reply(2);
+    expect(await ninth).toEqual([201, 8]);
+    // Ticks that send nothing do not wait: the action comes before any timer fires.
+    const quick = await Promise.race([actor.actWithin(obsAt(9)), new Promise<'waited'>((r) => setTimeout(() => r('waited'), 0))]);
+    expect(quick).toEqual([202, 8]);
+
+    // Past the budget the tick goes on without the chunk, which then counts from the next tick.
+    const slow = new AsyncActor(p, { controlPeriodMs: 50, budgetMs: 5 });
+    expect(await slow.actWithin(obsAt(0))).toBeNull();
+    expect(slow.stats.underruns).toBe(1);
+    await p.reply(3);
+    expect(await slow.actWithin(obsAt(1))).toEqual([302, 0]);
+    expect(slow.stats.delaySteps).toEqual([1]);
+    expect(slow.stats.staleDropped).toBe(1);
+    // Plain act never waits, whatever the budget.
+    const plain = new AsyncActor(p, { controlPeriodMs: 50, budgetMs: 40 });
+    expect(plain.act(obsAt(0))).toBeNull();
+    await p.reply(4);
+    expect(plain.act(obsAt(1))).toEqual([402, 0]);
+    for (const bad of [-1, 50, NaN]) expect(() => new AsyncActor(p, { controlPeriodMs: 50, budgetMs: bad })).toThrow(/budgetMs must be at least 0 and less than the control period \(50 ms\)/);
   });
 });

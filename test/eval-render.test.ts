@@ -16,6 +16,9 @@ describe('onedp eval: real-time, perturbation and rendering flags on bad input',
   it('rejects bad values with one line and exit status 2', async () => {
     expectUsageError(await onedpInProcess([...base, '--latency', 'nfe:20']), /--latency applies only with --realtime/);
     expectUsageError(await onedpInProcess([...base, '--fill', 'hold']), /--fill applies only with --realtime/);
+    expectUsageError(await onedpInProcess([...base, '--budget', '20']), /--budget applies only with --realtime/);
+    expectUsageError(await onedpInProcess([...base, '--realtime', '--budget', '-1']), /--budget must be a number of milliseconds >= 0, got "-1"/);
+    expectUsageError(await onedpInProcess([...base, '--realtime', '--budget', 'soon']), /--budget must be a number of milliseconds >= 0, got "soon"/);
     expectUsageError(await onedpInProcess([...base, '--realtime', '--latency', 'fast']), /--latency must be measured or nfe:<ms per network evaluation>.*got "fast"/);
     expectUsageError(await onedpInProcess([...base, '--realtime', '--latency', 'nfe:-3']), /--latency must be measured or nfe:/);
     expectUsageError(await onedpInProcess([...base, '--realtime', '--fill', 'later']), /--fill must be previous or hold, got "later"/);

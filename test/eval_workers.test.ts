@@ -9,7 +9,7 @@ import { LinearNormalizer } from '../src/policy/normalizer.js';
 import { buildContext } from '../src/nn/module.js';
 import { stateDict } from '../src/nn/state_dict.js';
 import { saveCheckpoint } from '../src/train/checkpoint.js';
-import { contiguousShards, evaluatePushTParallel, loadPolicySource, workerCount } from '../src/eval/parallel.js';
+import { contiguousShards, evaluateParallel, loadPolicySource, workerCount } from '../src/eval/parallel.js';
 import { evaluatePushT } from '../src/eval/pusht.js';
 
 useWasmEngine();
@@ -57,7 +57,7 @@ describe('evaluation on worker threads', () => {
       const opts = { seeds: SEEDS, maxSteps: 40, batchSize: 4, ...extra };
       const one = evaluatePushT(policy, { ...opts, latencyReps: 0 });
       const seen: number[] = [];
-      const two = await evaluatePushTParallel(source, { ...opts, workers: 2, latencyReps: 2, policy, onEpisode: (e) => seen.push(e.seed) });
+      const two = await evaluateParallel(source, { ...opts, workers: 2, latencyReps: 2, policy, onEpisode: (e) => seen.push(e.seed) });
       expect(two.episodes).toEqual(one.episodes);
       expect(two.episodes.map((e) => e.seed)).toEqual(SEEDS);
       expect([...seen].sort()).toEqual(SEEDS);
@@ -66,16 +66,16 @@ describe('evaluation on worker threads', () => {
       expect(two.latency?.nfe).toBe(2);
     }
     // Untrained, but the block does get pushed, so the comparison covers the dynamics.
-    const moved = (await evaluatePushTParallel(source, { seeds: SEEDS, maxSteps: 40, batchSize: 4, workers: 1, latencyReps: 0 })).episodes;
+    const moved = (await evaluateParallel(source, { seeds: SEEDS, maxSteps: 40, batchSize: 4, workers: 1, latencyReps: 0 })).episodes;
     expect(moved.some((e) => e.score > 0)).toBe(true);
     policy.dispose();
   });
 
   it('reports a worker that fails (a bad checkpoint) as an error naming its shard', async () => {
     const missing = path.join(dir, 'nowhere');
-    await expect(evaluatePushTParallel({ checkpoint: missing }, { seeds: SEEDS, workers: 2, latencyReps: 0 })).rejects.toThrow(/eval worker \d\/2 \(seeds 10000\d\.\.10000\d\): .*nowhere: no such checkpoint/);
-    await expect(evaluatePushTParallel({ checkpoint: run, sampler: 'cp-3' }, { seeds: SEEDS, workers: 2, latencyReps: 0 })).rejects.toThrow(/eval worker .*use ddpm/);
-    await expect(evaluatePushTParallel({ checkpoint: run }, { seeds: SEEDS, workers: 0 })).rejects.toThrow(/workers must be a positive integer, got 0/);
+    await expect(evaluateParallel({ checkpoint: missing }, { seeds: SEEDS, workers: 2, latencyReps: 0 })).rejects.toThrow(/eval worker \d\/2 \(seeds 10000\d\.\.10000\d\): .*nowhere: no such checkpoint/);
+    await expect(evaluateParallel({ checkpoint: run, sampler: 'cp-3' }, { seeds: SEEDS, workers: 2, latencyReps: 0 })).rejects.toThrow(/eval worker .*use ddpm/);
+    await expect(evaluateParallel({ checkpoint: run }, { seeds: SEEDS, workers: 0 })).rejects.toThrow(/workers must be a positive integer, got 0/);
   });
 
   it('onedp eval --workers 3 writes the same episodes as --workers 1; bad counts are usage errors', async () => {

@@ -2,7 +2,7 @@
  * `onedp reproduce manipulation` end to end on tiny settings (issue 18): the MuJoCo experiment
  * collects robomimic HDF5 demonstrations, trains, distils, evaluates every row on the task by
  * success, and the table across tasks is written; a PushT column comes from a given results.json;
- * `onedp eval --env lift` runs the distilled policy in real time; unknown task and environment
+ * `onedp eval --env lift` runs the distilled policy in real time and on worker threads; unknown task and environment
  * names are usage errors.
  */
 import { describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { onedp, onedpInProcess } from './helpers/cli.js';
 import { readRobomimic } from '../src/data/hdf5.js';
+import { evaluateParallel } from '../src/eval/parallel.js';
 
 describe('onedp reproduce manipulation', () => {
   it('runs Lift through every stage and writes the table across tasks, with PushT as a column when given', async () => {
@@ -51,6 +52,25 @@ describe('onedp reproduce manipulation', () => {
     const summary = JSON.parse(ev.stdout);
     expect(summary).toMatchObject({ env: 'lift', kind: 'onedp-s', episodes: 2, realtime: { controlPeriodMs: 50, meanDelayPeriods: 3 } });
     expect(summary.latency.nfe).toBe(1);
+    // Worker threads take the MuJoCo task unchanged: the same episodes on 1 and 2 workers.
+    const student = path.join(out, 'lift-ph', 'seed-0', 'ddpm', 'onedp-s');
+    const episodes = async (workers: string) => {
+      const o = path.join(dir, `w${workers}`);
+      // The single-thread run also draws its first episode (a GIF at Lift's 20 Hz and a PNG strip).
+      const e = onedp(['eval', '--env', 'lift', '--policy', student, '--seeds', '0:3', '--max-steps', '12', '--batch', '2', '--workers', workers, '--out', o, ...(workers === '1' ? ['--render', '1'] : [])]);
+      expect(e.code, e.stderr).toBe(0);
+      expect(JSON.parse(e.stdout)).toMatchObject({ env: 'lift', workers: Number(workers), episodes: 3 });
+      return JSON.parse(await fs.readFile(path.join(o, 'episodes.json'), 'utf8')) as { seed: number; score: number; steps: number }[];
+    };
+    const one = await episodes('1');
+    expect(one.map((e) => e.seed)).toEqual([0, 1, 2]);
+    const gif = await fs.readFile(path.join(dir, 'w1', 'episodes', 'seed-0.gif'));
+    expect(gif.subarray(0, 6).toString('latin1')).toBe('GIF89a');
+    expect((await fs.stat(path.join(dir, 'w1', 'episodes', 'seed-0.png'))).size).toBeGreaterThan(1000);
+    expect(await episodes('2')).toEqual(one);
+    // A task's options are checked once, before any worker starts.
+    await expect(evaluateParallel({ checkpoint: student }, { task: 'lift', seeds: [0, 1], workers: 2, perturb: 1 })).rejects.toThrow(/perturb is PushT's perturbed task; lift has none/);
+    await expect(evaluateParallel({ checkpoint: student }, { task: 'stack', seeds: [0, 1], workers: 2 })).rejects.toThrow(/task must be pusht, lift or square, got "stack"/);
     await fs.rm(dir, { recursive: true, force: true });
   });
 

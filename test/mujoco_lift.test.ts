@@ -17,6 +17,7 @@ import { collectManipulation } from '../src/envs/mujoco/collect.js';
 import { readRobomimic, writeRobomimic } from '../src/data/hdf5.js';
 import { onedp } from './helpers/cli.js';
 import { evaluateManipulation, manipulationHold, manipulationObserver } from '../src/eval/manipulation.js';
+import { renderManipulation } from '../src/envs/mujoco/render.js';
 import type { ObservationBatch, Policy, PolicyOutput } from '../src/policy/types.js';
 
 /**
@@ -131,6 +132,44 @@ describe('Lift (MuJoCo)', () => {
     } finally {
       other.dispose();
     }
+  });
+
+  it('placeCube puts the cube at rest where asked; the picture shows it there and the lifted cube higher', () => {
+    env.reset(5);
+    const redAt = () => {
+      const size = 128;
+      const rgb = renderManipulation(env.sim, size);
+      let n = 0;
+      let sx = 0;
+      let sy = 0;
+      for (let i = 0; i < size * size; i++) {
+        const [r, g, b] = [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
+        if (r > 120 && g < 60 && b < 60) {
+          n++;
+          sx += i % size;
+          sy += Math.floor(i / size);
+        }
+      }
+      return { n, x: sx / n, y: sy / n, rgb };
+    };
+    env.placeCube(-0.05, 0.05);
+    expect(env.cubePos()).toEqual([-0.05, 0.05, TABLE_TOP + CUBE_HALF].map((v) => expect.closeTo(v, 9)));
+    const a = redAt();
+    expect(a.n).toBeGreaterThan(10);
+    // The same state draws the same picture.
+    expect(redAt().rgb).toEqual(a.rgb);
+    // The camera looks along +x+y from above: +x is to the right and away (up the picture).
+    env.placeCube(0.05, 0.05);
+    const b = redAt();
+    expect(b.x).toBeGreaterThan(a.x + 3);
+    expect(b.y).toBeLessThan(a.y - 3);
+    // At rest: stepping with no motion leaves it there.
+    for (let k = 0; k < 10; k++) env.step([0, 0, 0, 0, 0, 0, -1]);
+    expect(Math.hypot(env.cubePos()[0] - 0.05, env.cubePos()[1] - 0.05)).toBeLessThan(1e-4);
+    // Lifted by a grasp, the cube is drawn higher up the picture.
+    const low = redAt();
+    expect(scriptedLift(env, 5).success).toBe(true);
+    expect(redAt().y).toBeLessThan(low.y - 5);
   });
 
   it('bad actions are one clear error', () => {

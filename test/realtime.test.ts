@@ -159,12 +159,33 @@ describe('real-time evaluation: latency', () => {
     expect(delayPeriods(0.1 * 3 * 1000)).toBe(3); // 300.00000000000006
     expect(delayPeriods(100.5)).toBe(2);
     expect(delayPeriods(250, 50)).toBe(5);
+    // A call within the loop's compute budget costs no period; past it, whole periods as before.
+    expect(delayPeriods(20, 50, 25)).toBe(0);
+    expect(delayPeriods(25, 50, 25)).toBe(0);
+    expect(delayPeriods(26, 50, 25)).toBe(1);
+    expect(delayPeriods(120, 50, 25)).toBe(3);
     expect(callLatencyMs({ kind: 'nfe', perNfeMs: 30, obsMs: 5 }, { obsEncodingMs: 99, actionPredictionMs: 99, nfe: 10 })).toBe(305);
     expect(callLatencyMs({ kind: 'measured' }, { obsEncodingMs: 2, actionPredictionMs: 40, nfe: 10 })).toBe(42);
     expect(parseLatencyModel('measured')).toEqual({ kind: 'measured' });
     expect(parseLatencyModel('nfe:12.5')).toEqual({ kind: 'nfe', perNfeMs: 12.5 });
     expect(parseLatencyModel('nfe:10+3')).toEqual({ kind: 'nfe', perNfeMs: 10, obsMs: 3 });
     for (const bad of ['', 'nfe', 'nfe:', 'nfe:-1', 'nfe:x', 'fast', 'nfe:1+']) expect(() => parseLatencyModel(bad)).toThrow(/latency must be measured or nfe:/);
+  });
+});
+
+describe('real-time evaluation: a compute budget inside the period', () => {
+  it('runs a call within the budget as lockstep (every chunk from its own observation), and a slower one as without a budget', () => {
+    const fast = runClock(new TagPolicy(2), { latency: { kind: 'nfe', perNfeMs: 10 }, budgetMs: 25 });
+    const lock = runClock(new TagPolicy(2), { latency: { kind: 'nfe', perNfeMs: 0 } });
+    expect(fast.envs[0].log).toEqual(lock.envs[0].log);
+    expect(fast.summary.realtime).toMatchObject({ budgetMs: 25, meanDelayPeriods: 0, fillFraction: 0 });
+    // Chunk j's first action runs at the step of its observation.
+    for (const [t, c] of chunksByObservation(fast.envs[0].log)) expect(c.steps[0]).toBe(t);
+    const slow = runClock(new TagPolicy(2), { latency: { kind: 'nfe', perNfeMs: 30 }, budgetMs: 25 });
+    const none = runClock(new TagPolicy(2), { latency: { kind: 'nfe', perNfeMs: 30 } });
+    expect(slow.envs[0].log).toEqual(none.envs[0].log);
+    expect(slow.summary.realtime.meanDelayPeriods).toBe(1);
+    for (const bad of [-1, 100, NaN]) expect(() => runClock(new TagPolicy(2), { latency: { kind: 'measured' }, budgetMs: bad })).toThrow(/budgetMs must be at least 0 and less than the control period \(100 ms\)/);
   });
 });
 

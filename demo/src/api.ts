@@ -41,3 +41,40 @@ export interface DemoApi {
   /** A point inside the block on the page (CSS pixels), and CSS pixels per workspace unit. */
   blockOnPage(): { x: number; y: number; scale: number };
 }
+
+/** What the Lift page (lift.html) exposes as `window.onedpLift`. */
+export interface LiftDemoState {
+  policy: string;
+  ready: boolean;
+  step: number;
+  /** The cube's bottom above the table (m); its centre and the gripper's point between the fingertips (world m). */
+  cubeHeight: number;
+  cube: [number, number, number];
+  gripper: [number, number, number];
+  /** Whether the cube has been lifted past 4 cm this episode, and at which step. */
+  success: boolean;
+  successAt: number | null;
+  inferenceMs: number;
+  inferenceMsMedian: number;
+  roundTripMs: number;
+  nfe: number;
+  controlHz: number;
+  replies: number;
+  heldSteps: number;
+  /** Control steps between asking for each of the last ten chunks and acting on it (0: within the tick's budget). */
+  recentDelays: number[];
+  /** Chunks since the policy was loaded (chosen, or Reset) that missed the compute budget (and so acted a step or more late). */
+  lateChunks: number;
+  paused: boolean;
+  errors: string[];
+}
+
+export interface LiftDemoApi {
+  state(): LiftDemoState;
+  choose(id: string): Promise<void>;
+  reset(seed: number): void;
+  /** Moves the cube to (x, y) on the table (m from its centre). */
+  placeCube(x: number, y: number): void;
+  /** A lockstep episode of a policy with its own noise stream: actions and policy observations. */
+  rollout(id: string, seed: number, steps: number): Promise<{ actions: number[][]; states: number[][]; success: boolean }>;
+}

@@ -14,6 +14,7 @@ import { checkPushTPolicy, pushtObserver, pushtRollout } from '../../src/eval/pu
 import { CONTROL_PERIOD_MS, type StepObservation } from '../../src/eval/harness.js';
 import type { PolicyOutput } from '../../src/policy/types.js';
 import { PolicyWorker, type WorkerPolicy } from './worker_policy.js';
+import { BundleCache, ControlLoop, StatusLine, fmt, median } from './page.js';
 import type { DemoApi, DemoState } from './api.js';
 
 interface Choice {
@@ -39,7 +40,8 @@ const pauseButton = $<HTMLButtonElement>('pause');
 const statusLine = $<HTMLParagraphElement>('status');
 
 const worker = new PolicyWorker();
-const opened = new Map<string, Promise<unknown>>();
+const bundles = new BundleCache(worker);
+const status = new StatusLine(statusLine);
 const choices = [...BUILT_IN];
 
 let env = new PushTEnv<'keypoints' | 'state'>({ obsType: 'keypoints' });
@@ -50,33 +52,18 @@ let actor: AsyncActor | null = null;
 let current = '';
 let step = 0;
 let successAt: number | null = null;
-let paused = false;
 let lastOutput: PolicyOutput | null = null;
 const tickTimes: number[] = [];
-const errors: string[] = [];
 /** The block held by the pointer: where it should be, in workspace units. */
 let drag: { dx: number; dy: number; x: number; y: number } | null = null;
 
-function setStatus(text: string, isError = false): void {
-  statusLine.textContent = text;
-  statusLine.className = isError ? '' : 'ok';
-  // The latest errors, each once in a row: the state is read every tick.
-  if (isError && errors.at(-1) !== text) errors.push(text);
-  if (errors.length > 20) errors.splice(0, errors.length - 20);
-}
+const setStatus = (text: string, isError = false) => status.set(text, isError);
 
 function refreshChoices(): void {
   select.replaceChildren(...choices.map((c) => new Option(c.label, c.id, false, c.id === current)));
 }
 
-function openBundle(c: Choice): Promise<unknown> {
-  if (!opened.has(c.key)) {
-    const p = worker.openUrl(c.key);
-    opened.set(c.key, p);
-    p.catch(() => opened.delete(c.key));
-  }
-  return opened.get(c.key)!;
-}
+const openBundle = (c: Choice) => bundles.open(c.key);
 
 /** Bumped by every `choose`: only the latest call installs its policy. */
 let chooseGen = 0;
@@ -148,23 +135,6 @@ function reset(seed: number): void {
   draw();
 }
 
-// The control loop: tick k at start + k periods, whatever the policy is doing.
-let start = performance.now();
-let k = 0;
-let timer: ReturnType<typeof setTimeout> | null = null;
-
-function schedule(): void {
-  k++;
-  let due = start + k * CONTROL_PERIOD_MS;
-  // A page in the background is throttled: start afresh rather than catch up in a burst.
-  if (performance.now() - due > 5 * CONTROL_PERIOD_MS) {
-    start = performance.now();
-    k = 0;
-    due = start;
-  }
-  timer = setTimeout(tick, Math.max(0, due - performance.now()));
-}
-
 function tick(): void {
   if (drag) {
     const s = env.getSimState();
@@ -184,8 +154,9 @@ function tick(): void {
   if (tickTimes.length > 11) tickTimes.shift();
   draw();
   readout();
-  if (!paused) schedule();
 }
+
+const loop = new ControlLoop(CONTROL_PERIOD_MS, tick);
 
 function draw(): void {
   const scale = canvas.width / WORKSPACE_SIZE;
@@ -202,8 +173,6 @@ function draw(): void {
   }
 }
 
-const median = (xs: readonly number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : NaN);
-const fmt = (v: number | undefined | null, digits = 1) => (v === undefined || v === null || !Number.isFinite(v) ? '–' : v.toFixed(digits));
 
 function state(): DemoState {
   const s = actor?.stats;
@@ -228,8 +197,8 @@ function state(): DemoState {
     chunkAgeSteps: actor?.actionAge ?? null,
     replies: s?.replies ?? 0,
     heldSteps: s?.underruns ?? 0,
-    paused,
-    errors: [...errors],
+    paused: loop.paused,
+    errors: [...status.errors],
   };
 }
 
@@ -279,7 +248,7 @@ canvas.addEventListener('pointermove', (e) => {
   const p = workspacePoint(e);
   drag.x = clampIn(p[0] + drag.dx);
   drag.y = clampIn(p[1] + drag.dy);
-  if (paused) {
+  if (loop.paused) {
     const s = env.getSimState();
     env.setSimState({ ...s, block: [drag.x, drag.y, s.block[2]] });
     obs = observer.observe(env.observation());
@@ -296,15 +265,9 @@ canvas.addEventListener('pointercancel', endDrag);
 select.addEventListener('change', () => void choose(select.value));
 $('reset').addEventListener('click', () => reset(Number(seedInput.value)));
 pauseButton.addEventListener('click', () => {
-  paused = !paused;
-  pauseButton.textContent = paused ? 'Resume' : 'Pause';
-  if (timer) clearTimeout(timer);
-  timer = null;
-  if (!paused) {
-    start = performance.now();
-    k = 0;
-    schedule();
-  }
+  if (loop.paused) loop.run();
+  else loop.pause();
+  pauseButton.textContent = loop.paused ? 'Resume' : 'Pause';
   readout();
 });
 $<HTMLInputElement>('files').addEventListener('change', async (e) => {
@@ -312,7 +275,7 @@ $<HTMLInputElement>('files').addEventListener('change', async (e) => {
   try {
     const { key, manifest } = await worker.openFiles(files);
     addYours(key, `Yours: ${manifest.kind} (${files.find((f) => f.name.endsWith('.onnx') && f.name !== manifest.files.encoder)?.name ?? 'graph'})`);
-    opened.set(key, Promise.resolve());
+    bundles.add(key);
     await choose('yours');
   } catch (err) {
     setStatus((err as Error).message, true);
@@ -368,4 +331,4 @@ const fromUrl = params.get('policy');
 if (fromUrl) addYours(fromUrl.endsWith('/') ? fromUrl : `${fromUrl}/`, `Yours: ${fromUrl}`, params.get('sampler') ?? undefined);
 reset(Number(seedInput.value));
 void choose(fromUrl ? 'yours' : 'onedp-s');
-schedule();
+loop.run();

@@ -10,7 +10,7 @@ import { parseSeedRange, type EpisodeResult } from '../eval/harness.js';
 import { checkPushTPolicy, evaluatePushT, evaluatePushTAsync, type PushTEvalResult } from '../eval/pusht.js';
 import { PolicyClient, RemotePolicy } from '../serve/client.js';
 import { BundleError, openOnnxPolicy, planRuntime, type RuntimeChoice } from '../export/runtime.js';
-import { evaluatePushTParallel, workerCount } from '../eval/parallel.js';
+import { evaluateParallel, workerCount } from '../eval/parallel.js';
 import { ChunkPolicy } from '../policy/chunk_policy.js';
 import { parseLatencyModel, type ChunkAlignment, type FillMode, type RealtimeOptions } from '../eval/realtime.js';
 import { encodeGif } from '../io/gif.js';
@@ -38,6 +38,7 @@ interface EvalFlags {
   latency?: string;
   fill?: string;
   align?: string;
+  budget?: string;
   perturb: string;
   render?: string;
   workers: string;
@@ -45,9 +46,9 @@ interface EvalFlags {
 }
 
 /** The real-time settings from the flags; they make sense only together with --realtime. */
-export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | 'fill' | 'align'>, defaultFill: FillMode = 'previous'): RealtimeOptions | undefined {
+export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | 'fill' | 'align' | 'budget'>, defaultFill: FillMode = 'previous', controlPeriodMs = 100): RealtimeOptions | undefined {
   if (!f.realtime) {
-    for (const [flag, v] of [['latency', f.latency], ['fill', f.fill], ['align', f.align]] as const) {
+    for (const [flag, v] of [['latency', f.latency], ['fill', f.fill], ['align', f.align], ['budget', f.budget]] as const) {
       if (v !== undefined) throw new UsageError(`--${flag} applies only with --realtime`);
     }
     return undefined;
@@ -62,7 +63,14 @@ export function parseRealtimeFlags(f: Pick<EvalFlags, 'realtime' | 'latency' | '
   if (fill !== 'previous' && fill !== 'hold') throw new UsageError(`--fill must be previous or hold, got "${fill}"`);
   const align = f.align ?? 'skip';
   if (align !== 'skip' && align !== 'shift') throw new UsageError(`--align must be skip or shift, got "${align}"`);
-  return { latency, fill: fill as FillMode, align: align as ChunkAlignment };
+  const out: RealtimeOptions = { latency, fill: fill as FillMode, align: align as ChunkAlignment };
+  if (f.budget !== undefined) {
+    const b = Number(f.budget);
+    if (f.budget.trim() === '' || !(b >= 0)) throw new UsageError(`--budget must be a number of milliseconds >= 0, got "${f.budget}"`);
+    if (b >= controlPeriodMs) throw new UsageError(`--budget must be less than the control period (${controlPeriodMs} ms), got ${b}`);
+    out.budgetMs = b;
+  }
+  return out;
 }
 
 /** n items spread evenly from first to last (all of them when there are fewer). */
@@ -94,6 +102,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--latency <mode>', 'with --realtime: measured (wall clock of each call at batch 1; varies from run to run) or nfe:<ms> per network evaluation, nfe:<ms>+<ms> adding a cost for the observation (reproducible); default measured')
     .option('--fill <mode>', 'with --realtime, while waiting for a chunk: previous (keep following the last chunk) or hold (stay put); default previous for pusht, hold for the MuJoCo tasks')
     .option('--align <mode>', 'with --realtime: skip (drop the actions a late chunk planned for times already past) or shift (run all of it late); default skip')
+    .option('--budget <ms>', 'with --realtime: milliseconds the loop waits inside a control period for the policy; a chunk within it acts at once, from its own observation (a synchronous robot loop); default 0')
     .option('--perturb <n>', 'times the block is moved away when the agent comes close: 0, 1 or 2', '0')
     .option('--render <n>', 'write a PNG strip and an animated GIF of the first n episodes to --out')
     .option('--runtime <name>', 'auto: onnxruntime for exported bundles and checkpoints (exported on the fly) when it loads, tfjs otherwise and with --workers; or tfjs, or onnx', 'auto')
@@ -199,7 +208,7 @@ export function registerEvalCommand(program: Command): void {
         }
         // Each worker loads the same checkpoint with the same sampler; this thread's copy
         // (checked above) measures the batch-1 latency once the workers are done.
-        res = await evaluatePushTParallel(
+        res = await evaluateParallel(
           { checkpoint: resolvePath(policyPath), sampler: f.sampler },
           { seeds, workers, batchSize: batch, maxSteps, realtime, perturb, onEpisode, policy, engine: { backend } },
         );
@@ -218,13 +227,17 @@ export function registerEvalCommand(program: Command): void {
 
 /** `--env lift|square`: the MuJoCo task on tfjs, lockstep or in real time; the observation spec comes from the checkpoint. */
 async function evalManipulation(task: string, f: EvalFlags, seeds: number[], batch: number, maxSteps: number): Promise<void> {
-  if (f.server || f.render !== undefined || f.perturb.trim() !== '0' || Number(f.workers) > 1 || f.runtime === 'onnx') {
-    throw new UsageError(`--env ${task} evaluates a local checkpoint on tfjs: --server, --render, --perturb, --workers and --runtime onnx apply to pusht only`);
+  if (f.server || f.perturb.trim() !== '0' || f.runtime === 'onnx') {
+    throw new UsageError(`--env ${task} evaluates a local checkpoint on tfjs: --server, --perturb and --runtime onnx apply to pusht only`);
   }
+  const workers = workerCount(parseIntFlag('workers', f.workers), seeds.length);
+  const render = f.render === undefined ? 0 : parseIntFlag('render', f.render);
+  if (render > 0 && !f.out) throw new UsageError('--render needs --out <dir> to write the frames to');
+  if (render > 0 && workers > 1) throw new UsageError('--render records frames in the main thread; use it without --workers (or with --workers 1)');
   // Delta actions: following a spent chunk's last action would keep the arm moving, so waiting holds still.
-  const realtime = parseRealtimeFlags(f, 'hold');
+  const realtime = parseRealtimeFlags(f, 'hold', 50);
   if (!f.policy) throw new UsageError('give --policy <ckpt>');
-  await initEngine();
+  const backend = await initEngine();
   const { loadCheckpoint } = await import('../train/checkpoint.js');
   const { evaluateManipulation, ROBOMIMIC_OBS_SPEC } = await import('../eval/manipulation.js');
   const ck = await loadCheckpoint(resolvePath(f.policy), { metaOnly: true });
@@ -237,12 +250,30 @@ async function evalManipulation(task: string, f: EvalFlags, seeds: number[], bat
       throw new UsageError(`--sampler: ${(e as Error).message}`);
     }
   }
-  const res = await evaluateManipulation(task, policy, { seeds, batchSize: batch, maxSteps, obsSpec: spec, realtime, onEpisode: (e) => process.stderr.write(episodeLine(e)) });
-  await writeOutputs(f, seeds, res, [], { env: task, policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec, maxSteps });
+  const onEpisode = (e: EpisodeResult) => process.stderr.write(episodeLine(e));
+  const frames: Uint8Array[][] = Array.from({ length: Math.min(render, seeds.length) }, () => []);
+  const { renderManipulation } = await import('../envs/mujoco/render.js');
+  const onStep = (i: number, env: { sim: Parameters<typeof renderManipulation>[0] }) => {
+    if (i < frames.length) frames[i].push(renderManipulation(env.sim, RENDER_SIZE));
+  };
+  let res: PushTEvalResult;
+  if (workers === 1) {
+    res = await evaluateManipulation(task, policy, { seeds, batchSize: batch, maxSteps, obsSpec: spec, realtime, onEpisode, onStep });
+  } else {
+    if (realtime?.latency.kind === 'measured') {
+      process.stderr.write(`onedp: note: --realtime with measured latency on ${workers} workers: the workers share the CPU, so latencies (and the episodes they shape) include that contention\n`);
+    }
+    res = await evaluateParallel(
+      { checkpoint: resolvePath(f.policy), sampler: f.sampler },
+      { task, seeds, workers, batchSize: batch, maxSteps, obsSpec: spec, realtime, onEpisode, policy, engine: { backend } },
+    );
+  }
+  // robomimic's tasks act at 20 Hz: the GIF plays at that rate.
+  await writeOutputs(f, seeds, res, frames, { env: task, policy: f.policy, kind: policy.kind, runtime: 'tfjs', obsSpec: spec, workers, maxSteps }, 50);
 }
 
 /** summary.json, episodes.json and rendered episodes under --out; the summary on stdout. */
-async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult, frames: Uint8Array[][], head: Record<string, unknown>): Promise<void> {
+async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult, frames: Uint8Array[][], head: Record<string, unknown>, frameMs = 100): Promise<void> {
   const summary = {
     ...head,
     seeds: f.seeds,
@@ -265,8 +296,8 @@ async function writeOutputs(f: EvalFlags, seeds: number[], res: PushTEvalResult,
       const all = frames[i];
       const base = path.join(dir, 'episodes', `seed-${seeds[i]}`);
       await writePngStrip(`${base}.png`, evenlySpaced(all, STRIP_FRAMES), RENDER_SIZE);
-      // One GIF frame per control step, shown at the 10 Hz the simulation runs at.
-      const gif = encodeGif(all.map((rgb) => ({ width: RENDER_SIZE, height: RENDER_SIZE, rgba: rgbToRgba(rgb) })), { delayMs: 100 });
+      // One GIF frame per control step, shown at the task's control rate (PushT 10 Hz, MuJoCo 20 Hz).
+      const gif = encodeGif(all.map((rgb) => ({ width: RENDER_SIZE, height: RENDER_SIZE, rgba: rgbToRgba(rgb) })), { delayMs: frameMs });
       await writeFileAtomic(`${base}.gif`, gif);
       process.stderr.write(`rendered seed ${seeds[i]}: ${path.relative(process.cwd(), base)}.png, .gif (${all.length} frames)\n`);
     }

@@ -123,12 +123,12 @@ export function drawPushT(ctx: Canvas2D, scene: PushTScene, scale = 1): void {
 }
 
 let factory: CanvasFactory | null = null;
-let cached: { ctx: ReadableCanvas2D; read: () => ArrayLike<number> } | null = null;
+const cached = new Map<number, { ctx: ReadableCanvas2D; read: () => ArrayLike<number> }>();
 
-/** Overrides how `renderPushT` gets its 512x512 canvas (e.g. a specific canvas package). */
+/** Overrides how `renderPushT` and `drawToRgb` get their canvases (e.g. a specific canvas package). */
 export function setCanvasFactory(f: CanvasFactory | null): void {
   factory = f;
-  cached = null;
+  cached.clear();
 }
 
 /**
@@ -139,21 +139,32 @@ export function setCanvasFactory(f: CanvasFactory | null): void {
  */
 export function renderPushT(scene: PushTScene, size: number = WORKSPACE_SIZE): Uint8Array {
   const n = WORKSPACE_SIZE;
-  if (!cached) {
-    const canvas = (factory ?? defaultFactory())(n, n);
+  const rgb = drawToRgb(n, (ctx) => drawPushT(ctx, scene, 1));
+  return size === n ? rgb : resizeRgb(rgb, n, size);
+}
+
+/**
+ * RGB bytes (size x size x 3) of what `draw` paints on a size x size canvas (one canvas per size,
+ * kept): PushT's frames, and the MuJoCo tasks' pictures.
+ */
+export function drawToRgb(size: number, draw: (ctx: Canvas2D) => void): Uint8Array {
+  let c = cached.get(size);
+  if (!c) {
+    const canvas = (factory ?? defaultFactory())(size, size);
     const ctx = canvas.getContext('2d') as ReadableCanvas2D | null;
-    if (!ctx) throw new Error('renderPushT: the canvas has no 2d context');
-    cached = { ctx, read: pixelReader(canvas, ctx, n) };
+    if (!ctx) throw new Error('render: the canvas has no 2d context');
+    c = { ctx, read: pixelReader(canvas, ctx, size) };
+    cached.set(size, c);
   }
-  drawPushT(cached.ctx, scene, 1);
-  const rgba = cached.read();
-  const rgb = new Uint8Array(n * n * 3);
+  draw(c.ctx);
+  const rgba = c.read();
+  const rgb = new Uint8Array(size * size * 3);
   for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
     rgb[i] = rgba[j];
     rgb[i + 1] = rgba[j + 1];
     rgb[i + 2] = rgba[j + 2];
   }
-  return size === n ? rgb : resizeRgb(rgb, n, size);
+  return rgb;
 }
 
 /** Bilinear resize of a square RGB image, sampling at pixel centres like cv2.INTER_LINEAR. */

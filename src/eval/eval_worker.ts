@@ -1,21 +1,20 @@
 /**
- * Worker-thread entry of `evaluatePushTParallel` (parallel.ts): evaluates one shard of seeds and
+ * Worker-thread entry of `evaluateParallel` (parallel.ts): evaluates one shard of seeds and
  * posts each episode as it finishes, then all of them (or the error that stopped it).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { initEngine } from '../engine/index.js';
-import { evaluatePushT } from './pusht.js';
-import { loadPolicySource, type EvalWorkerData, type EvalWorkerMessage } from './parallel.js';
+import { evaluateShard, loadPolicySource, type EvalWorkerData, type EvalWorkerMessage } from './parallel.js';
 
 const port = parentPort;
-if (!port) throw new Error('eval_worker runs only as a worker thread (see evaluatePushTParallel)');
+if (!port) throw new Error('eval_worker runs only as a worker thread (see evaluateParallel)');
 const post = (m: EvalWorkerMessage): void => port.postMessage(m);
 
 try {
   const data = workerData as EvalWorkerData;
   await initEngine(data.engine);
   const policy = await loadPolicySource(data.source);
-  const res = evaluatePushT(policy, { ...data.shard, latencyReps: 0, onEpisode: (episode) => post({ type: 'episode', episode }) });
+  const res = await evaluateShard(policy, data.shard, 0, (episode) => post({ type: 'episode', episode }));
   post({ type: 'done', episodes: res.episodes, realtime: res.realtime });
   policy.dispose();
 } catch (e) {

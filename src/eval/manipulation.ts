@@ -8,8 +8,8 @@ import { loadMujoco } from '../envs/mujoco/sim.js';
 import type { ManipulationEnv } from '../envs/mujoco/gripper.js';
 import { createManipulationEnv, manipulationTask } from '../envs/mujoco/tasks.js';
 import { parseObsSpec, ROBOMIMIC_LOWDIM_KEYS } from '../data/obs_spec.js';
-import type { Policy } from '../policy/types.js';
-import { evaluate, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
+import type { AsyncPolicy, Policy } from '../policy/types.js';
+import { evaluate, flatHistories, lowdimOf, measureLatency, type EvalOptions, type EvalSummary, type LatencyResult, type StepObservation } from './harness.js';
 import { evaluateRealtime, type RealtimeOptions, type RealtimeSummary } from './realtime.js';
 
 /** robomimic's low-dimensional observation, as `defaultObsSpec` picks it for an HDF5 dataset. */
@@ -37,6 +37,8 @@ export interface ManipulationEvalOptions {
   batchSize?: number;
   noiseSeed?: number;
   onEpisode?: EvalOptions['onEpisode'];
+  /** Per-step hook (after reset and each step), e.g. to render frames (`renderManipulation(env.sim, size)`). */
+  onStep?: (episode: number, env: ManipulationEnv, step: number) => void;
   /** Batch-1 latency repetitions after the episodes (default 10; 0 to skip). */
   latencyReps?: number;
   /** Real time: the world steps at 20 Hz while the policy computes (see `evaluateRealtime`). */
@@ -91,6 +93,7 @@ async function taskRun(task: string, opts: ManipulationEvalOptions) {
     // The task's own horizon ends an episode unless a shorter limit is given.
     maxSteps: opts.maxSteps ?? Infinity,
     onEpisode: opts.onEpisode,
+    onStep: opts.onStep,
   };
   return { common, dispose: () => envs.forEach((e) => e.dispose()) };
 }
@@ -120,6 +123,38 @@ export async function manipulationLatency(task: string, policy: Policy, seeds: n
   const env = await createManipulationEnv(task);
   try {
     return latencyOn(env, policy, seeds, reps, manipulationObserver(obsSpec));
+  } finally {
+    env.dispose();
+  }
+}
+
+/**
+ * One episode in lockstep (the world waits for each chunk), with the policy's own noise stream:
+ * the actions taken and the policy observation after each step. The browser demo and Node run
+ * it on the same bundle to check that they act alike, as `pushtRollout` does for PushT.
+ */
+export async function manipulationRollout(task: string, policy: AsyncPolicy, seed: number, steps: number, obsSpec?: string): Promise<{ actions: number[][]; states: number[][]; success: boolean }> {
+  const env = await createManipulationEnv(task);
+  try {
+    const observe = manipulationObserver(obsSpec);
+    const first = observe(env.reset(seed));
+    let hist = Array.from({ length: policy.nObsSteps }, () => first);
+    const actions: number[][] = [];
+    const states: number[][] = [];
+    let success = false;
+    while (actions.length < steps && !success) {
+      const out = await policy.predict(flatHistories([{ hist }], policy.nObsSteps));
+      for (const a of out.actions[0]) {
+        if (actions.length >= steps || success) break;
+        const r = env.step(a);
+        actions.push([...a]);
+        const o = observe(r.observation);
+        states.push([...lowdimOf(o)]);
+        hist = [...hist.slice(1), o];
+        success = r.info.success;
+      }
+    }
+    return { actions, states, success };
   } finally {
     env.dispose();
   }

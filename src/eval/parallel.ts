@@ -1,10 +1,10 @@
 /**
- * PushT evaluation on several worker threads. The seeds are split into contiguous shards; each
- * worker initialises the engine, loads the policy from its checkpoint (with the same sampler) and
- * evaluates its shard with `evaluatePushT`. Every episode has its own noise generator and its
- * result does not depend on the batch it ran in, so the merged results are the single-thread
- * results bit for bit, whatever the number of workers. Batch-1 latency is measured afterwards in
- * the calling thread, with no workers running.
+ * Evaluation on several worker threads, for PushT and the MuJoCo tasks alike. The seeds are split
+ * into contiguous shards; each worker initialises the engine, loads the policy from its checkpoint
+ * (with the same sampler) and evaluates its shard with `evaluatePushT` or `evaluateManipulation`.
+ * Every episode has its own noise generator and its result does not depend on the batch it ran
+ * in, so the merged results are the single-thread results bit for bit, whatever the number of
+ * workers. Batch-1 latency is measured afterwards in the calling thread, with no workers running.
  *
  * Workers run TypeScript sources through tsx: Node 20 does not apply the parent's `--import tsx`
  * hooks to worker threads, so each worker registers tsx itself before importing its entry.
@@ -17,6 +17,8 @@ import type { Policy } from '../policy/types.js';
 import type { PerturbOptions } from '../envs/perturbed.js';
 import type { EpisodeResult } from './harness.js';
 import { evaluatePushT, pushtLatency, type PushTEvalResult } from './pusht.js';
+import { evaluateManipulation, manipulationLatency } from './manipulation.js';
+import { isManipulationTask, MANIPULATION_TASKS, type ManipulationTask } from '../envs/mujoco/tasks.js';
 import { summarize } from './harness.js';
 import { summarizeRealtime, type RealtimeEpisodeResult, type RealtimeOptions, type RealtimeSettings } from './realtime.js';
 
@@ -37,20 +39,25 @@ export async function loadPolicySource(src: PolicySource): Promise<Policy> {
   return policy;
 }
 
-/** Real-time settings that can cross threads (the hold action is PushT's, as `evaluatePushT` picks it). */
+/** Real-time settings that can cross threads (the hold action is the task's, as its evaluation picks it). */
 export type PortableRealtimeOptions = Omit<RealtimeOptions, 'holdAction'>;
 
 /** The evaluation settings of one shard, as sent to a worker. */
 export interface ShardOptions {
+  /** `pusht` (the default) or a MuJoCo task (`lift`, `square`). */
+  task?: string;
   seeds: number[];
   batchSize?: number;
   noiseSeed?: number;
   maxSteps?: number;
   realtime?: PortableRealtimeOptions;
+  /** PushT only: move the block when the agent comes close. */
   perturb?: number | PerturbOptions;
+  /** MuJoCo tasks only: the policy's observation spec (default robomimic's low-dimensional keys). */
+  obsSpec?: string;
 }
 
-export interface ParallelPushTOptions extends Omit<ShardOptions, 'seeds'> {
+export interface ParallelEvalOptions extends Omit<ShardOptions, 'seeds'> {
   seeds: number[];
   /** Worker threads (a positive integer; more than there are seeds is clamped). 1 runs in this thread. */
   workers: number;
@@ -148,23 +155,49 @@ function runShard(worker: Worker, label: string, onEpisode: ((r: EpisodeResult) 
   });
 }
 
+/** The task a shard names, checked with its task-specific options. */
+function checkTask(o: Pick<ShardOptions, 'task' | 'perturb' | 'obsSpec'>): 'pusht' | ManipulationTask {
+  const task = o.task ?? 'pusht';
+  if (task === 'pusht') {
+    if (o.obsSpec !== undefined) throw new Error('obsSpec applies to the MuJoCo tasks; PushT observes what its policy was trained on');
+    return task;
+  }
+  if (!isManipulationTask(task)) throw new Error(`task must be pusht, ${MANIPULATION_TASKS.join(' or ')}, got "${task}"`);
+  if (o.perturb !== undefined && o.perturb !== 0) throw new Error(`perturb is PushT's perturbed task; ${task} has none`);
+  return task;
+}
+
 /**
- * `evaluatePushT` with its episodes spread over worker threads. Results (per episode and in
- * summary) do not depend on `workers`; `wallSeconds` is the wall clock of the whole run,
- * worker start-up included.
+ * Evaluates one shard in this thread, with the evaluation its task names (what a worker runs, and
+ * what one worker means). `latencyReps` as `evaluatePushT` takes it.
  */
-export async function evaluatePushTParallel(source: PolicySource, opts: ParallelPushTOptions): Promise<PushTEvalResult> {
+export async function evaluateShard(policy: Policy, shard: ShardOptions, latencyReps: number, onEpisode?: (r: EpisodeResult) => void): Promise<PushTEvalResult> {
+  const task = checkTask(shard);
+  if (task === 'pusht') return evaluatePushT(policy, { ...shard, latencyReps, onEpisode });
+  const { perturb: _perturb, task: _task, ...rest } = shard;
+  return evaluateManipulation(task, policy, { ...rest, latencyReps, onEpisode });
+}
+
+/**
+ * `evaluatePushT` or `evaluateManipulation` (as `task` names) with its episodes spread over
+ * worker threads. Results (per episode and in summary) do not depend on `workers`; `wallSeconds`
+ * is the wall clock of the whole run, worker start-up included.
+ */
+export async function evaluateParallel(source: PolicySource, opts: ParallelEvalOptions): Promise<PushTEvalResult> {
   const n = workerCount(opts.workers, opts.seeds.length);
   const reps = opts.latencyReps ?? 10;
   const shardOptions = (seeds: number[]): ShardOptions => {
     const s: ShardOptions = { seeds };
+    if (opts.task !== undefined) s.task = opts.task;
+    if (opts.obsSpec !== undefined) s.obsSpec = opts.obsSpec;
     if (opts.batchSize !== undefined) s.batchSize = opts.batchSize;
     if (opts.noiseSeed !== undefined) s.noiseSeed = opts.noiseSeed;
     if (opts.maxSteps !== undefined) s.maxSteps = opts.maxSteps;
     if (opts.realtime !== undefined) {
       // Only the data: a caller's RealtimeOptions may carry a function, which cannot cross threads.
-      const { latency, fill, align, warmupCalls } = opts.realtime;
+      const { latency, fill, align, warmupCalls, budgetMs } = opts.realtime;
       s.realtime = { latency };
+      if (budgetMs !== undefined) s.realtime.budgetMs = budgetMs;
       if (fill !== undefined) s.realtime.fill = fill;
       if (align !== undefined) s.realtime.align = align;
       if (warmupCalls !== undefined) s.realtime.warmupCalls = warmupCalls;
@@ -173,16 +206,18 @@ export async function evaluatePushTParallel(source: PolicySource, opts: Parallel
     return s;
   };
   // A policy loaded here (not the caller's) is disposed here.
-  const withPolicy = async <T>(f: (p: Policy) => T): Promise<T> => {
+  const withPolicy = async <T>(f: (p: Policy) => T | Promise<T>): Promise<T> => {
     if (opts.policy) return f(opts.policy);
     const own = await loadPolicySource(source);
     try {
-      return f(own);
+      return await f(own);
     } finally {
       own.dispose();
     }
   };
-  if (n === 1) return withPolicy((policy) => evaluatePushT(policy, { ...shardOptions(opts.seeds), latencyReps: reps, onEpisode: opts.onEpisode }));
+  // A bad task or option fails here, once, rather than in every worker.
+  const task = checkTask(opts);
+  if (n === 1) return withPolicy((policy) => evaluateShard(policy, shardOptions(opts.seeds), reps, opts.onEpisode));
 
   const engine: EngineOptions = { backend: opts.engine?.backend ?? (tf.getBackend() as BackendName), customKernels: opts.engine?.customKernels ?? true };
   const portable: PolicySource = { ...source, checkpoint: path.resolve(source.checkpoint) };
@@ -208,12 +243,12 @@ export async function evaluatePushTParallel(source: PolicySource, opts: Parallel
   let result: PushTEvalResult;
   const rt = outs[0].realtime;
   if (rt) {
-    const settings: RealtimeSettings = { latency: rt.latency, fill: rt.fill, align: rt.align, controlPeriodMs: rt.controlPeriodMs };
+    const settings: RealtimeSettings = { latency: rt.latency, fill: rt.fill, align: rt.align, controlPeriodMs: rt.controlPeriodMs, budgetMs: rt.budgetMs };
     const s = summarizeRealtime(episodes as RealtimeEpisodeResult[], settings, wallSeconds);
     result = { ...s, latency: null, realtime: s.realtime };
   } else {
     result = { ...summarize(episodes, wallSeconds), latency: null, realtime: null };
   }
-  if (reps > 0) result.latency = await withPolicy((policy) => pushtLatency(policy, opts.seeds, reps));
+  if (reps > 0) result.latency = await withPolicy((policy) => (task === 'pusht' ? pushtLatency(policy, opts.seeds, reps) : manipulationLatency(task, policy, opts.seeds, reps, opts.obsSpec)));
   return result;
 }

@@ -6,7 +6,9 @@
  *
  * - At time t the policy is called on the observation history ending at t. Its latency L gives a
  *   delay of d = ceil(L / period) periods (any latency above zero costs at least one period: the
- *   action meant for time t cannot be applied at t).
+ *   action meant for time t cannot be applied at t). With a compute budget B (a synchronous loop
+ *   that waits inside its period for the policy), a call with L <= B costs none: its chunk acts
+ *   from t on, B ms late within the period, which the model leaves out.
  * - During t .. t+d-1 the environment steps with the fill action: `previous` keeps following the
  *   previous chunk past its executed window (its remaining predicted actions, still aligned with
  *   the times they were predicted for; its last action once it runs out), `hold` commands the agent
@@ -76,6 +78,11 @@ export interface RealtimeOptions {
   holdAction?: (obs: StepObservation) => number[];
   /** Untimed calls before a measured run, so one-off compilation is not charged to an episode (default 1). */
   warmupCalls?: number;
+  /**
+   * Milliseconds the loop waits inside a period for a call (default 0): a call within it delays
+   * nothing (as `AsyncActor.actWithin`). Must be less than the control period.
+   */
+  budgetMs?: number;
 }
 
 export interface RealtimeEpisodeResult extends EpisodeResult {
@@ -94,6 +101,7 @@ export interface RealtimeSummary extends EvalSummary {
     fill: FillMode;
     align: ChunkAlignment;
     controlPeriodMs: number;
+    budgetMs: number;
     meanLatencyMs: number;
     meanDelayPeriods: number;
     /** Fraction of all environment steps spent on fill actions. */
@@ -106,8 +114,8 @@ export interface RealtimeEvalOptions<E extends EvalEnv = EvalEnv> extends EvalOp
 }
 
 /** Control periods a chunk arrives after its observation (a hair of tolerance for float sums). */
-export function delayPeriods(latencyMs: number, controlPeriodMs = CONTROL_PERIOD_MS): number {
-  if (!(latencyMs > 0)) return 0;
+export function delayPeriods(latencyMs: number, controlPeriodMs = CONTROL_PERIOD_MS, budgetMs = 0): number {
+  if (!(latencyMs > budgetMs)) return 0;
   return Math.max(1, Math.ceil(latencyMs / controlPeriodMs - 1e-9));
 }
 
@@ -183,6 +191,8 @@ function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'po
   const align = rt.align ?? 'skip';
   const period = opts.controlPeriodMs ?? CONTROL_PERIOD_MS;
   const holdAction = rt.holdAction ?? lastTwo;
+  const budget = rt.budgetMs ?? 0;
+  if (!(budget >= 0 && budget < period)) throw new Error(`real-time budgetMs must be at least 0 and less than the control period (${period} ms), got ${budget}`);
   if (rt.latency.kind === 'nfe' && !(rt.latency.perNfeMs >= 0 && (rt.latency.obsMs ?? 0) >= 0)) {
     throw new Error(`real-time latency costs must be >= 0, got ${JSON.stringify(rt.latency)}`);
   }
@@ -218,7 +228,7 @@ function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'po
         const out = yield { obs: flatHistories(rows, to), rngs: rows.map((s) => s.rng) };
         const latency = callLatencyMs(rt.latency, out.timing);
         rows.forEach((s, b) => {
-          const d = delayPeriods(latency, period);
+          const d = delayPeriods(latency, period, budget);
           const window = out.actions[b].length;
           s.predictions++;
           s.latencies.push(latency);
@@ -259,11 +269,11 @@ function* realtimeLoop<E extends EvalEnv>(opts: Omit<RealtimeEvalOptions<E>, 'po
     }
   }
   results.sort((a, b) => a.seed - b.seed);
-  return summarizeRealtime(results, { latency: rt.latency, fill, align, controlPeriodMs: period }, (performance.now() - started) / 1000);
+  return summarizeRealtime(results, { latency: rt.latency, fill, align, controlPeriodMs: period, budgetMs: budget }, (performance.now() - started) / 1000);
 }
 
 /** The settings a real-time run reports beside its aggregate delays. */
-export type RealtimeSettings = Pick<RealtimeSummary['realtime'], 'latency' | 'fill' | 'align' | 'controlPeriodMs'>;
+export type RealtimeSettings = Pick<RealtimeSummary['realtime'], 'latency' | 'fill' | 'align' | 'controlPeriodMs' | 'budgetMs'>;
 
 /**
  * The summary of real-time episodes (in the order given; the harness sorts them by seed), with

@@ -18,6 +18,14 @@
  * steps, plus one): a reply d steps away needs d - 1 queued actions to bridge the wait, and the
  * one more is margin. A fast policy thus asks just in time, with a fresh observation, and a slow
  * one asks early.
+ *
+ * `actWithin` is the synchronous robot loop's tick: with a compute budget (`budgetMs`), a tick
+ * that sends a request waits up to that long for its reply, and a reply within the budget acts
+ * at this very step (the chunk's first action, computed from this step's observation). While
+ * replies keep coming within it, the next request waits until the window has run out, so the
+ * actions are a lockstep evaluation's. A policy that needs longer is treated as `act` treats it. This
+ * matters where a chunk's first action carries the motion: on the MuJoCo tasks' delta actions
+ * at 20 Hz, always losing it fails nearly every episode even at 2 ms a chunk.
  */
 import type { AsyncPolicy } from '../policy/types.js';
 import { flatHistories, type StepObservation } from '../eval/harness.js';
@@ -32,6 +40,8 @@ export interface AsyncActorOptions {
   seed?: number;
   /** Called with each failed request; the actor keeps ticking and asks again. */
   onError?: (e: Error) => void;
+  /** How long `actWithin` may wait for the chunk a tick asked for (ms; default 0: never wait). */
+  budgetMs?: number;
 }
 
 export interface AsyncActorStats {
@@ -64,6 +74,9 @@ export class AsyncActor {
   /** Bumped by `reset`, so a reply to the previous episode's request is ignored. */
   private epoch = 0;
   private inFlight: Promise<void> | null = null;
+  /** The step of the request in flight, and the step `actWithin` is waiting at (null: none). */
+  private requestStep = -1;
+  private waitingAt: number | null = null;
   /**
    * How stale the action `act` last returned is: control steps since the observation its chunk
    * was computed from (0: from this step's own observation), null when it returned none.
@@ -79,6 +92,8 @@ export class AsyncActor {
     const ahead = opts.requestAhead ?? 'auto';
     if (ahead !== 'auto' && !(Number.isInteger(ahead) && ahead >= 1)) throw new Error(`AsyncActor: requestAhead must be a positive integer or "auto", got ${String(ahead)}`);
     if (!(this.period > 0)) throw new Error(`AsyncActor: controlPeriodMs must be positive, got ${this.period}`);
+    const budget = opts.budgetMs ?? 0;
+    if (!(budget >= 0 && budget < this.period)) throw new Error(`AsyncActor: budgetMs must be at least 0 and less than the control period (${this.period} ms), got ${budget}`);
     this.rng = new Rng(opts.seed ?? 0);
   }
 
@@ -89,12 +104,18 @@ export class AsyncActor {
     return n;
   }
 
-  /** The threshold in use: fixed, or from the last round trips. */
+  /**
+   * The threshold in use: fixed, or from the last round trips. 0 (automatic, with a budget, when
+   * the recent replies all came within it): ask only when nothing is queued for the current step,
+   * so every chunk runs its whole window, as in lockstep.
+   */
   get requestAhead(): number {
     const a = this.opts.requestAhead ?? 'auto';
     if (a !== 'auto') return a;
     const recent = this.stats.delaySteps.slice(-5);
-    return recent.length ? Math.max(...recent) + 1 : 1;
+    if (!recent.length) return 1;
+    const worst = Math.max(...recent);
+    return worst === 0 && (this.opts.budgetMs ?? 0) > 0 ? 0 : worst + 1;
   }
 
   /**
@@ -102,6 +123,30 @@ export class AsyncActor {
    * time, and returns the action for this step (null: nothing queued yet, hold).
    */
   act(observation: StepObservation): number[] | null {
+    this.advance(observation);
+    return this.take();
+  }
+
+  /**
+   * `act` for a synchronous loop with a compute budget: when this tick sends a request, it waits
+   * up to `budgetMs` for the reply, and a reply within it supplies this step's action.
+   */
+  async actWithin(observation: StepObservation): Promise<number[] | null> {
+    this.advance(observation);
+    const budget = this.opts.budgetMs ?? 0;
+    const flight = this.inFlight;
+    if (budget > 0 && flight && this.requestStep === this.step) {
+      this.waitingAt = this.step;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([flight, new Promise<void>((r) => (timer = setTimeout(r, budget)))]);
+      clearTimeout(timer);
+      this.waitingAt = null;
+    }
+    return this.take();
+  }
+
+  /** Records this step's observation and sends the next request if it is time. */
+  private advance(observation: StepObservation): void {
     this.step++;
     this.stats.steps++;
     this.history.push(observation);
@@ -111,7 +156,12 @@ export class AsyncActor {
     while (this.history.length > to) this.history.shift();
     for (const m of [this.queue, this.spare, this.origin]) for (const k of m.keys()) if (k < this.step) m.delete(k);
     // `queued` counts from the next step: this step's action is taken now.
-    if (!this.inFlight && this.queued < this.requestAhead) this.request();
+    const ahead = this.requestAhead;
+    if (!this.inFlight && (ahead === 0 ? !this.queue.has(this.step) : this.queued < ahead)) this.request();
+  }
+
+  /** The action for this step: queued, else a spare, else none (hold). */
+  private take(): number[] | null {
     let a = this.queue.get(this.step) ?? null;
     if (!a) {
       a = this.spare.get(this.step) ?? null;
@@ -125,6 +175,7 @@ export class AsyncActor {
 
   private request(): void {
     const at = this.step;
+    this.requestStep = at;
     const epoch = this.epoch;
     const obs = flatHistories([{ hist: [...this.history] }], this.policy.nObsSteps);
     const t0 = performance.now();
@@ -134,8 +185,9 @@ export class AsyncActor {
       .then((out) => {
         if (epoch !== this.epoch) return;
         const ms = performance.now() - t0;
-        // The reply counts as arriving at the first tick after it lands: `step` has moved on by then.
-        const arrival = this.step + 1;
+        // The reply counts as arriving at the first tick after it lands (`step` has moved on by
+        // then), or at its own step when that tick is still waiting for it (`actWithin`).
+        const arrival = this.waitingAt === at && this.step === at ? at : this.step + 1;
         this.stats.replies++;
         this.stats.latencyMs.push(ms);
         this.stats.delaySteps.push(arrival - at);
@@ -179,6 +231,8 @@ export class AsyncActor {
     this.origin.clear();
     this.actionAge = null;
     this.step = -1;
+    this.requestStep = -1;
+    this.waitingAt = null;
     this.epoch++;
   }
 }

@@ -76,6 +76,8 @@ export interface ManipulationSnapshot {
 /** What the harness, the collector and the experts need of a task. */
 export interface ManipulationEnv {
   readonly horizon: number;
+  /** The simulation, for drawing it (`drawManipulation`). */
+  readonly sim: MujocoSim;
   reset(seed: number): ManipulationObs;
   step(action: readonly number[]): ManipulationStep;
   observation(): ManipulationObs;

@@ -76,4 +76,21 @@ export class LiftEnv extends MocapGripperEnv<{ cubeHeight: number }> {
   cubePos(): [number, number, number] {
     return this.sim.bodyPos(this.cube);
   }
+
+  /**
+   * Puts the cube at rest on the table at (x, y), its yaw kept (a person moving it while the
+   * policy acts, as the browser demo does).
+   */
+  placeCube(x: number, y: number): void {
+    const { sim } = this;
+    const joint = sim.id('joint', 'cube');
+    const q = (sim.model.jnt_qposadr as unknown as Int32Array)[joint];
+    const v = (sim.model.jnt_dofadr as unknown as Int32Array)[joint];
+    const qpos = sim.data.qpos as unknown as Float64Array;
+    const [, , , qw, , , qz] = qpos.subarray(q, q + 7);
+    const n = Math.hypot(qw, qz) || 1;
+    qpos.set([x, y, TABLE_TOP + CUBE_HALF, qw / n, 0, 0, qz / n], q);
+    (sim.data.qvel as unknown as Float64Array).fill(0, v, v + 6);
+    sim.forward();
+  }
 }
