@@ -3,7 +3,8 @@
  * kernels), side by side in one worker: the demo's OneDP-S and its teacher with DDIM-10 and
  * DDPM-100. onnxruntime-web runs the demo's bundles; tfjs runs the same networks built from the
  * bundles' configs with random weights (latency does not depend on the weights). The
- * observation is a real PushT history (seed 100003).
+ * observation is a real PushT history (seed 100003). Then MuJoCo: control steps of the Lift and
+ * Square tasks in the worker, timed as the Node bench's mujoco section times them.
  */
 import * as ort from 'onnxruntime-web/wasm';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
@@ -21,6 +22,8 @@ import { PushTEnv } from '../../src/envs/pusht.js';
 import { keypointObs } from '../../src/eval/pusht.js';
 import type { ObservationBatch } from '../../src/policy/types.js';
 import { medianMs } from '../harness.js';
+import { controlStepMs, controlStepName } from '../mujoco.js';
+import { createManipulationEnv, MANIPULATION_TASKS } from '../../src/envs/mujoco/tasks.js';
 
 ort.env.wasm.numThreads = 1;
 
@@ -73,6 +76,14 @@ async function run(minMs: number) {
   for (const [policy, sampler] of [['DP DDIM-10', 'ddim-10'], ['DP DDPM-100', 'ddpm']] as const) {
     dp.sampler = parseSampler(sampler, 'ddpm');
     rows.push({ policy, runtime: 'tfjs (wasm)', ...(await median(() => dp.predictAction(obs), minMs)) });
+  }
+  // MuJoCo's WebAssembly build in the worker, the same stepping loop as the Node bench's mujoco
+  // section (compare with `--only browser,mujoco`).
+  for (const task of MANIPULATION_TASKS) {
+    const env = await createManipulationEnv(task);
+    controlStepMs(env, minMs / 4);
+    rows.push({ policy: controlStepName(task), runtime: 'mujoco-js (wasm, in a worker)', ms: controlStepMs(env, minMs) });
+    env.dispose();
   }
   return { rows, userAgent: navigator.userAgent, tfjs: tf.version.tfjs, crossOriginIsolated: self.crossOriginIsolated };
 }

@@ -12,6 +12,6 @@ export default defineConfig({
   publicDir: path.join(here, '..', '..', 'demo', 'public'),
   plugins: [nativeStub()],
   worker: { format: 'es', plugins: () => [nativeStub()] },
-  build: { outDir: path.join(here, 'dist'), emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 8192 },
+  build: { outDir: path.join(here, 'dist'), emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 12288 },
   logLevel: 'warn',
 });
