@@ -252,6 +252,6 @@ export function validateExperiment(o: ExperimentOptions): void {
   if (o.testSeeds.length === 0) throw new Error('testSeeds must not be empty');
   if (o.curveSeed !== undefined && !o.trainSeeds.includes(o.curveSeed)) throw new Error(`curveSeed ${o.curveSeed} is not one of the training seeds ${o.trainSeeds.join(', ')}`);
   if (![0, 1, 2].includes(o.perturb)) throw new Error(`perturb must be 0, 1 or 2, got ${o.perturb}`);
-  if (o.realtimeNfeMs.length > 0 && !o.experiment.startsWith('pusht')) throw new Error(`the real-time table (realtimeNfeMs) is PushT's perturbed task; ${o.experiment} has none (evaluate it in real time with onedp eval --env ... --realtime)`);
+  if (o.realtimeNfeMs.length > 0 && !o.experiment.startsWith('pusht')) throw new Error(`the real-time table (realtimeNfeMs) is PushT's perturbed task; ${o.experiment} has none (evaluate it in real time with onedp eval --env ... --realtime [--budget MS], as the README's real-time table on the MuJoCo tasks does)`);
   if (o.teachers.includes('edm') && o.rows.some((r) => r.startsWith('cp')) && o.cpSteps < 1) throw new Error('the Consistency Policy rows need cpSteps >= 1');
 }
