@@ -66,6 +66,17 @@ async function imageBundle(dir: string): Promise<void> {
   await exportOnnx(ck, dir);
 }
 
+/** Waits until `pred` holds for a page's state (polling; the pages run in real time). */
+async function pollUntil<S>(read: () => Promise<S>, pred: (s: S) => boolean, what: string, timeoutMs = 60_000): Promise<S> {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await read();
+    if (pred(s)) return s;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; state ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** The page's own readout, for the log (the issue's note quotes it). */
 const summary = (s: DemoState) =>
   `${s.replies} chunks, inference median ${s.inferenceMsMedian.toFixed(2)} ms (last ${s.inferenceMs.toFixed(2)}), round trip median ${s.roundTripMsMedian.toFixed(2)} ms, control ${s.controlHz.toFixed(1)} Hz, executing chunk ${s.chunkAgeSteps} steps old, ${s.heldSteps} held steps`;
@@ -79,16 +90,7 @@ describe.skipIf(!haveChromium)('browser demo (headless Chromium)', () => {
   const consoleErrors: string[] = [];
 
   const state = () => page.evaluate(() => window.onedpDemo.state()) as Promise<DemoState>;
-  /** Waits until `pred` holds for the page's state (polling; the page runs in real time). */
-  async function until(pred: (s: DemoState) => boolean, what: string, timeoutMs = 60_000): Promise<DemoState> {
-    const t0 = Date.now();
-    for (;;) {
-      const s = await state();
-      if (pred(s)) return s;
-      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; state ${JSON.stringify(s)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const until = (pred: (s: DemoState) => boolean, what: string, timeoutMs?: number) => pollUntil(state, pred, what, timeoutMs);
 
   beforeAll(async () => {
     const vite = await import('vite');
@@ -252,15 +254,7 @@ describe.skipIf(!haveChromium)('browser demo (headless Chromium)', () => {
     let lift: Page;
     const liftErrors: string[] = [];
     const liftState = () => lift.evaluate(() => window.onedpLift.state()) as Promise<LiftDemoState>;
-    async function liftUntil(pred: (s: LiftDemoState) => boolean, what: string, timeoutMs = 60_000): Promise<LiftDemoState> {
-      const t0 = Date.now();
-      for (;;) {
-        const s = await liftState();
-        if (pred(s)) return s;
-        if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; state ${JSON.stringify(s)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    const liftUntil = (pred: (s: LiftDemoState) => boolean, what: string, timeoutMs?: number) => pollUntil(liftState, pred, what, timeoutMs);
 
     beforeAll(async () => {
       lift = await browser.newPage({ viewport: { width: 1000, height: 700 } });

@@ -16,7 +16,7 @@ import { AsyncActor } from '../../src/serve/async_actor.js';
 import type { PolicyOutput } from '../../src/policy/types.js';
 import { Rng } from '../../src/util/rng.js';
 import { PolicyWorker, type WorkerPolicy } from './worker_policy.js';
-import { BundleCache, ControlLoop, StatusLine, fmt, median } from './page.js';
+import { $, BundleCache, ControlLoop, StatusLine, fmt, median, type Choice } from './page.js';
 import type { LiftDemoApi, LiftDemoState } from './api.js';
 
 const CONTROL_PERIOD_MS = 50;
@@ -29,12 +29,6 @@ const CONTROL_PERIOD_MS = 50;
  */
 const BUDGET_MS = 40;
 
-interface Choice {
-  id: string;
-  label: string;
-  key: string;
-  sampler?: string;
-}
 
 const CHOICES: Choice[] = [
   { id: 'onedp', label: 'OneDP (1 network evaluation)', key: 'policies/lift-onedp/' },
@@ -42,7 +36,6 @@ const CHOICES: Choice[] = [
   { id: 'ddpm-100', label: 'Diffusion policy, DDPM-100', key: 'policies/lift-dp/', sampler: 'ddpm' },
 ];
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const canvas = $<HTMLCanvasElement>('scene');
 const ctx = canvas.getContext('2d')!;
 const select = $<HTMLSelectElement>('policy');

@@ -14,16 +14,9 @@ import { checkPushTPolicy, pushtObserver, pushtRollout } from '../../src/eval/pu
 import { CONTROL_PERIOD_MS, type StepObservation } from '../../src/eval/harness.js';
 import type { PolicyOutput } from '../../src/policy/types.js';
 import { PolicyWorker, type WorkerPolicy } from './worker_policy.js';
-import { BundleCache, ControlLoop, StatusLine, fmt, median } from './page.js';
+import { $, BundleCache, ControlLoop, StatusLine, fmt, median, type Choice } from './page.js';
 import type { DemoApi, DemoState } from './api.js';
 
-interface Choice {
-  id: string;
-  label: string;
-  /** Bundle folder URL (ending in "/") or a file-picker key. */
-  key: string;
-  sampler?: string;
-}
 
 const BUILT_IN: Choice[] = [
   { id: 'onedp-s', label: 'OneDP-S (1 network evaluation)', key: 'policies/onedp-s/' },
@@ -31,7 +24,6 @@ const BUILT_IN: Choice[] = [
   { id: 'ddpm-100', label: 'Diffusion policy, DDPM-100', key: 'policies/dp/', sampler: 'ddpm' },
 ];
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const canvas = $<HTMLCanvasElement>('scene');
 const ctx = canvas.getContext('2d')!;
 const select = $<HTMLSelectElement>('policy');

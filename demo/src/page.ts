@@ -5,6 +5,17 @@
  */
 import type { PolicyWorker } from './worker_policy.js';
 
+/** A policy a page offers: a bundle folder URL (ending in "/") or a file-picker key, and its sampler. */
+export interface Choice {
+  id: string;
+  label: string;
+  key: string;
+  sampler?: string;
+}
+
+/** The page's element with this id. */
+export const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
 /** The status line; errors are also kept (the latest 20, each once in a row) for `state()`. */
 export class StatusLine {
   readonly errors: string[] = [];
